@@ -1,0 +1,94 @@
+// Package backend defines the storage interface under a repository.
+//
+// A backend stores whole, write-once files by type and name. Everything above
+// it (format, encryption, indexes) lives in package repo, so an SFTP or S3
+// implementation needs only these few methods.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+)
+
+// FileType is the kind of a repository file; it picks the folder it lives in.
+type FileType string
+
+// The repository's file types.
+const (
+	Config FileType = "config" // the single repository config file
+	Keys   FileType = "keys"
+	Data   FileType = "data" // pack files
+	Index  FileType = "index"
+	Jobs   FileType = "jobs"
+	Locks  FileType = "locks"
+)
+
+// AllTypes lists every file type, the config first.
+var AllTypes = []FileType{Config, Keys, Data, Index, Jobs, Locks}
+
+// Handle names one file.
+type Handle struct {
+	Type FileType
+	Name string // ignored for Config
+}
+
+func (h Handle) String() string {
+	if h.Type == Config {
+		return "config"
+	}
+	return string(h.Type) + "/" + h.Name
+}
+
+// FileInfo describes a stored file.
+type FileInfo struct {
+	Name string
+	Size int64
+}
+
+// ErrExists is returned by Save when the file is already there: files are
+// written once, and a second writer of the same name loses.
+var ErrExists = errors.New("file already exists")
+
+// ErrNotExist is returned (wrapped) for a missing file; it is fs.ErrNotExist so
+// that errors.Is works against either.
+var ErrNotExist = fs.ErrNotExist
+
+// Backend is the storage under a repository.
+//
+// Every method is safe for concurrent use. Files are write-once: Save never
+// replaces an existing file, and a file becomes visible only once it is
+// completely and durably stored.
+type Backend interface {
+	// Location names the backend for messages (a path or URL without secrets).
+	Location() string
+	// Save stores data at h atomically and durably. If h exists it returns an
+	// error wrapping ErrExists and leaves the existing file untouched.
+	Save(ctx context.Context, h Handle, data []byte) error
+	// Load returns length bytes of h starting at offset; length 0 means to the
+	// end. A missing file gives an error wrapping ErrNotExist; a file shorter
+	// than offset+length gives an error, never a short slice.
+	Load(ctx context.Context, h Handle, offset, length int64) ([]byte, error)
+	// Stat returns the size of h, or an error wrapping ErrNotExist.
+	Stat(ctx context.Context, h Handle) (FileInfo, error)
+	// List calls fn for every file of type t, in no particular order.
+	List(ctx context.Context, t FileType, fn func(FileInfo) error) error
+	// Remove deletes h; removing a missing file is not an error.
+	Remove(ctx context.Context, h Handle) error
+	// Close releases resources held by the backend.
+	Close() error
+}
+
+// LoadAll reads a whole file.
+func LoadAll(ctx context.Context, b Backend, h Handle) ([]byte, error) {
+	return b.Load(ctx, h, 0, 0)
+}
+
+// CheckRange validates a Load request against a file size.
+func CheckRange(h Handle, size, offset, length int64) error {
+	if offset < 0 || length < 0 || offset > size || (length > 0 && offset+length > size) {
+		return fmt.Errorf("%v: read of %d bytes at %d beyond its size %d", h, length, offset, size)
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package crypto
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// ErrWrongPassword means no key file opened with the given password.
+var ErrWrongPassword = errors.New("wrong password")
+
+// KDFParams are Argon2id's costs, stored in each key file so they can change.
+type KDFParams struct {
+	Time    uint32 `json:"time"`
+	Memory  uint32 `json:"memory"` // KiB
+	Threads uint8  `json:"threads"`
+}
+
+// DefaultKDF costs about a quarter of a second and 64 MiB on this class of
+// machine: cheap for a user, costly for a guesser.
+var DefaultKDF = KDFParams{Time: 3, Memory: 64 * 1024, Threads: 2}
+
+// KeyFile is the stored form of a wrapped master key. It is plain JSON so
+// that a repository's format version can be read before any password.
+type KeyFile struct {
+	Format   int        `json:"format"`
+	KDF      string     `json:"kdf"` // "argon2id" or "none"
+	Params   *KDFParams `json:"params,omitempty"`
+	Salt     []byte     `json:"salt,omitempty"`
+	Host     string     `json:"host,omitempty"`
+	Username string     `json:"username,omitempty"`
+	Created  string     `json:"created,omitempty"`
+	Data     []byte     `json:"data"` // the master key, sealed by the derived key or in clear
+}
+
+type storedMaster struct {
+	Encrypted bool   `json:"encrypted"`
+	Seal      []byte `json:"seal"`
+	IDKey     []byte `json:"id"`
+	Chunker   []byte `json:"chunker"`
+}
+
+func (k *MasterKey) marshal() ([]byte, error) {
+	return json.Marshal(storedMaster{k.Encrypted, k.SealKey[:], k.IDKey[:], k.Chunker[:]})
+}
+
+func unmarshalMaster(b []byte) (*MasterKey, error) {
+	var s storedMaster
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	if len(s.Seal) != 32 || len(s.IDKey) != 32 || len(s.Chunker) != 32 {
+		return nil, errors.New("master key: wrong key length")
+	}
+	k := &MasterKey{Encrypted: s.Encrypted}
+	copy(k.SealKey[:], s.Seal)
+	copy(k.IDKey[:], s.IDKey)
+	copy(k.Chunker[:], s.Chunker)
+	return k, k.Init()
+}
+
+func deriveKey(password []byte, salt []byte, p KDFParams) (*MasterKey, error) {
+	raw := argon2.IDKey(password, salt, p.Time, p.Memory, p.Threads, 32)
+	k := &MasterKey{Encrypted: true}
+	copy(k.SealKey[:], raw)
+	// The wrapping key only seals; its ID and chunker keys are unused.
+	return k, k.Init()
+}
+
+// WrapKey makes a key file for k. With a nil password the key is stored in
+// clear, which is right only for an unencrypted repository.
+func WrapKey(k *MasterKey, password []byte, p KDFParams, format int) (*KeyFile, error) {
+	plain, err := k.marshal()
+	if err != nil {
+		return nil, err
+	}
+	if password == nil {
+		if k.Encrypted {
+			return nil, errors.New("an encrypted repository needs a password")
+		}
+		return &KeyFile{Format: format, KDF: "none", Data: plain}, nil
+	}
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, err
+	}
+	wk, err := deriveKey(password, salt, p)
+	if err != nil {
+		return nil, err
+	}
+	return &KeyFile{Format: format, KDF: "argon2id", Params: &p, Salt: salt, Data: wk.Seal(nil, plain)}, nil
+}
+
+// Unwrap opens a key file. It returns ErrWrongPassword when the password
+// does not fit and another error when the file is damaged.
+func (kf *KeyFile) Unwrap(password []byte) (*MasterKey, error) {
+	switch kf.KDF {
+	case "none":
+		k, err := unmarshalMaster(kf.Data)
+		if err != nil {
+			return nil, err
+		}
+		if k.Encrypted {
+			return nil, errors.New("key file: clear key for an encrypted repository")
+		}
+		return k, nil
+	case "argon2id":
+		if kf.Params == nil || len(kf.Salt) < 8 {
+			return nil, errors.New("key file: missing KDF parameters")
+		}
+		p := *kf.Params
+		// Refuse costs that would exhaust memory or time: a tampered key
+		// file must not be a denial of service.
+		if p.Time == 0 || p.Time > 64 || p.Memory < 8 || p.Memory > 4<<20 || p.Threads == 0 {
+			return nil, fmt.Errorf("key file: KDF parameters out of range (%+v)", p)
+		}
+		if password == nil {
+			return nil, ErrWrongPassword
+		}
+		wk, err := deriveKey(password, kf.Salt, p)
+		if err != nil {
+			return nil, err
+		}
+		plain, err := wk.Open(nil, kf.Data)
+		if err != nil {
+			return nil, ErrWrongPassword
+		}
+		return unmarshalMaster(plain)
+	default:
+		return nil, fmt.Errorf("key file: unknown KDF %q", kf.KDF)
+	}
+}

@@ -1,0 +1,166 @@
+// Package pack is the pack file format: sealed blobs one after another,
+// then a sealed header that lists them, then the header's length.
+//
+//	blob_0 | blob_1 | ... | blob_n | sealed header | uint32 LE header length
+//
+// The header alone is enough to rebuild the index, so losing every index
+// file loses nothing. A pack's name is the keyed hash of its bytes.
+package pack
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/runup/runup/internal/crypto"
+)
+
+// BlobType says whether a blob holds file content or a directory tree.
+type BlobType uint8
+
+// Blob types.
+const (
+	Data BlobType = 0
+	Tree BlobType = 1
+)
+
+func (t BlobType) String() string {
+	switch t {
+	case Data:
+		return "data"
+	case Tree:
+		return "tree"
+	}
+	return fmt.Sprintf("blobtype(%d)", uint8(t))
+}
+
+// Flags describe how a blob is stored.
+type Flags uint8
+
+// FlagZstd marks a blob compressed with zstd before sealing.
+const FlagZstd Flags = 1
+
+const (
+	headerVersion = 1
+	entrySize     = 1 + 1 + crypto.IDSize + 4 + 4
+	// MaxHeaderSize bounds what a reader will load for a header: 400k
+	// blobs, far beyond any pack this writer makes.
+	MaxHeaderSize = 16 << 20
+	// TailSize is how much of a pack's end to read at once, in the hope
+	// that it holds the whole header.
+	TailSize = 64 << 10
+)
+
+// Blob is one entry of a pack header.
+type Blob struct {
+	Type   BlobType
+	Flags  Flags
+	ID     crypto.ID
+	Offset uint32 // from the start of the pack
+	Length uint32 // sealed length in the pack
+	RawLen uint32 // plaintext length after decompression
+}
+
+// Writer accumulates one pack in memory. It is not safe for concurrent use.
+type Writer struct {
+	buf   bytes.Buffer
+	blobs []Blob
+}
+
+// Len is the pack's size so far, without its header.
+func (w *Writer) Len() int { return w.buf.Len() }
+
+// Count is the number of blobs added.
+func (w *Writer) Count() int { return len(w.blobs) }
+
+// Add appends a sealed blob.
+func (w *Writer) Add(t BlobType, f Flags, id crypto.ID, rawLen int, sealed []byte) {
+	w.blobs = append(w.blobs, Blob{Type: t, Flags: f, ID: id, Offset: uint32(w.buf.Len()),
+		Length: uint32(len(sealed)), RawLen: uint32(rawLen)})
+	w.buf.Write(sealed)
+}
+
+// Finish seals the header and returns the pack's bytes and its blobs. The
+// Writer must not be used afterwards.
+func (w *Writer) Finish(key *crypto.MasterKey) ([]byte, []Blob) {
+	hdr := make([]byte, 0, 1+binary.MaxVarintLen64+len(w.blobs)*entrySize)
+	hdr = append(hdr, headerVersion)
+	hdr = binary.AppendUvarint(hdr, uint64(len(w.blobs)))
+	for _, b := range w.blobs {
+		hdr = append(hdr, byte(b.Type), byte(b.Flags))
+		hdr = append(hdr, b.ID[:]...)
+		hdr = binary.LittleEndian.AppendUint32(hdr, b.Length)
+		hdr = binary.LittleEndian.AppendUint32(hdr, b.RawLen)
+	}
+	sealed := key.Seal(nil, hdr)
+	w.buf.Write(sealed)
+	var n [4]byte
+	binary.LittleEndian.PutUint32(n[:], uint32(len(sealed)))
+	w.buf.Write(n[:])
+	return w.buf.Bytes(), w.blobs
+}
+
+// ErrDamaged wraps every structural problem found in a pack.
+var ErrDamaged = errors.New("pack damaged")
+
+// ReadHeader decodes a pack's header. tail holds the last bytes of the pack
+// (at most size bytes); load fetches more when the header is longer.
+func ReadHeader(key *crypto.MasterKey, size int64, tail []byte, load func(off, n int64) ([]byte, error)) ([]Blob, error) {
+	if size < 4 || int64(len(tail)) < 4 || int64(len(tail)) > size {
+		return nil, fmt.Errorf("%w: %d bytes is too short", ErrDamaged, size)
+	}
+	hlen := int64(binary.LittleEndian.Uint32(tail[len(tail)-4:]))
+	if hlen > size-4 || hlen > MaxHeaderSize || hlen < int64(key.Overhead()) {
+		return nil, fmt.Errorf("%w: header length %d does not fit size %d", ErrDamaged, hlen, size)
+	}
+	var sealed []byte
+	if hlen+4 <= int64(len(tail)) {
+		sealed = tail[int64(len(tail))-4-hlen : len(tail)-4]
+	} else {
+		var err error
+		if sealed, err = load(size-4-hlen, hlen); err != nil {
+			return nil, err
+		}
+	}
+	hdr, err := key.Open(nil, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrDamaged, err)
+	}
+	return parseHeader(hdr, size-4-hlen)
+}
+
+func parseHeader(hdr []byte, dataLen int64) ([]Blob, error) {
+	if len(hdr) < 1 || hdr[0] != headerVersion {
+		return nil, fmt.Errorf("%w: unknown header version", ErrDamaged)
+	}
+	count, n := binary.Uvarint(hdr[1:])
+	if n <= 0 {
+		return nil, fmt.Errorf("%w: bad blob count", ErrDamaged)
+	}
+	rest := hdr[1+n:]
+	if count != uint64(len(rest)/entrySize) || len(rest)%entrySize != 0 {
+		return nil, fmt.Errorf("%w: header holds %d bytes for %d blobs", ErrDamaged, len(rest), count)
+	}
+	blobs := make([]Blob, count)
+	var off int64
+	for i := range blobs {
+		e := rest[i*entrySize : (i+1)*entrySize]
+		b := Blob{Type: BlobType(e[0]), Flags: Flags(e[1]), Offset: uint32(off)}
+		copy(b.ID[:], e[2:2+crypto.IDSize])
+		b.Length = binary.LittleEndian.Uint32(e[2+crypto.IDSize:])
+		b.RawLen = binary.LittleEndian.Uint32(e[6+crypto.IDSize:])
+		if b.Type > Tree || b.Flags&^FlagZstd != 0 {
+			return nil, fmt.Errorf("%w: blob %d has type %d flags %d", ErrDamaged, i, b.Type, b.Flags)
+		}
+		off += int64(b.Length)
+		if off > dataLen {
+			return nil, fmt.Errorf("%w: blobs run past the header", ErrDamaged)
+		}
+		blobs[i] = b
+	}
+	if off != dataLen {
+		return nil, fmt.Errorf("%w: blobs cover %d of %d bytes", ErrDamaged, off, dataLen)
+	}
+	return blobs, nil
+}

@@ -1,0 +1,108 @@
+package pack
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/runup/runup/internal/crypto"
+)
+
+func makePack(t testing.TB, key *crypto.MasterKey, n int) ([]byte, []Blob, [][]byte) {
+	var w Writer
+	var plains [][]byte
+	for i := range n {
+		p := bytes.Repeat([]byte{byte(i)}, 100+i)
+		plains = append(plains, p)
+		w.Add(BlobType(i%2), 0, key.Hash(p), len(p), key.Seal(nil, p))
+	}
+	data, blobs := w.Finish(key)
+	return bytes.Clone(data), blobs, plains
+}
+
+func loader(data []byte) func(off, n int64) ([]byte, error) {
+	return func(off, n int64) ([]byte, error) {
+		if off < 0 || off+n > int64(len(data)) {
+			return nil, fmt.Errorf("out of range")
+		}
+		return data[off : off+n], nil
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, enc := range []bool{true, false} {
+		key, _ := crypto.NewMasterKey(enc)
+		for _, n := range []int{0, 1, 5, 3000} {
+			data, blobs, plains := makePack(t, key, n)
+			for _, tail := range []int{4, 100, len(data)} {
+				if tail > len(data) {
+					continue
+				}
+				got, err := ReadHeader(key, int64(len(data)), data[len(data)-tail:], loader(data))
+				if err != nil {
+					t.Fatalf("enc=%v n=%d tail=%d: %v", enc, n, tail, err)
+				}
+				if len(got) != len(blobs) {
+					t.Fatalf("got %d blobs, want %d", len(got), len(blobs))
+				}
+				for i, b := range got {
+					if b != blobs[i] {
+						t.Fatalf("blob %d: %+v != %+v", i, b, blobs[i])
+					}
+					plain, err := key.Open(nil, data[b.Offset:b.Offset+b.Length])
+					if err != nil || !bytes.Equal(plain, plains[i]) || key.Hash(plain) != b.ID {
+						t.Fatalf("blob %d does not open to its content", i)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestDamagedHeaders(t *testing.T) {
+	key, _ := crypto.NewMasterKey(true)
+	data, blobs, _ := makePack(t, key, 10)
+	last := blobs[len(blobs)-1]
+	for i := int(last.Offset + last.Length); i < len(data); i++ {
+		bad := bytes.Clone(data)
+		bad[i] ^= 0x40
+		if _, err := ReadHeader(key, int64(len(bad)), bad, loader(bad)); !errors.Is(err, ErrDamaged) && err == nil {
+			t.Fatalf("flipped byte %d accepted", i)
+		}
+	}
+	for _, n := range []int{0, 3, 4, 50, len(data) - 1} {
+		short := data[:n]
+		if _, err := ReadHeader(key, int64(len(short)), short, loader(short)); err == nil {
+			t.Fatalf("pack truncated to %d bytes accepted", n)
+		}
+	}
+}
+
+func FuzzReadHeader(f *testing.F) {
+	key, _ := crypto.NewMasterKey(false)
+	data, _, _ := makePack(f, key, 3)
+	f.Add(data)
+	f.Add([]byte{1, 2, 3, 4, 5})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		blobs, err := ReadHeader(key, int64(len(data)), data, loader(data))
+		if err != nil {
+			return
+		}
+		end := int64(0)
+		for _, b := range blobs {
+			end = int64(b.Offset) + int64(b.Length)
+		}
+		if end > int64(len(data)) {
+			t.Fatalf("blobs past the end")
+		}
+	})
+}
+
+func FuzzParseHeader(f *testing.F) {
+	f.Add([]byte{1, 0}, int64(0))
+	f.Add([]byte{1, 1, 0, 0}, int64(10))
+	f.Fuzz(func(t *testing.T, hdr []byte, dataLen int64) {
+		_, _ = parseHeader(hdr, dataLen)
+	})
+}

@@ -1,0 +1,234 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/runup/runup/internal/backend"
+	"github.com/runup/runup/internal/chunker"
+	"github.com/runup/runup/internal/crypto"
+	"github.com/runup/runup/internal/index"
+	"github.com/runup/runup/internal/pack"
+)
+
+// Format version 1 constants, recorded in the config.
+const (
+	chunkMin = chunker.MinSize
+	chunkAvg = chunker.AvgSize
+	chunkMax = chunker.MaxSize
+	packSize = 16 << 20
+	// maxRawBlob bounds a blob's plaintext: a data chunk is at most
+	// chunkMax, a tree blob at most this.
+	maxRawBlob = 256 << 20
+	// indexEvery is how many uploaded packs go into one index file while a
+	// backup runs, so an interrupted backup loses little work.
+	indexEvery = 64
+)
+
+// packer groups new blobs into packs and uploads them in the background,
+// a bounded number at a time.
+type packer struct {
+	r        *Repository
+	mu       sync.Mutex
+	cur      [2]*pack.Writer // by blob type
+	inflight map[crypto.ID]struct{}
+	sem      chan struct{}
+	wg       sync.WaitGroup
+	err      error
+	pending  []index.PackBlobs // uploaded, not yet in an index file
+	bufs     sync.Pool
+}
+
+func newPacker(r *Repository, uploads int) *packer {
+	return &packer{r: r, inflight: map[crypto.ID]struct{}{}, sem: make(chan struct{}, uploads),
+		cur: [2]*pack.Writer{{}, {}}}
+}
+
+func (p *packer) fail(err error) {
+	p.mu.Lock()
+	if p.err == nil {
+		p.err = err
+	}
+	p.mu.Unlock()
+}
+
+func (p *packer) abort() {
+	p.wg.Wait()
+}
+
+// SaveStats tells what saving a blob cost.
+type SaveStats struct {
+	Added  bool // false if the repository already had the blob
+	Stored int  // bytes added to the repository
+}
+
+// SaveBlob stores data under id (which must be Hash(data)) unless the
+// repository already has it. It returns once the blob is queued; Flush makes
+// it durable. Safe for concurrent use: callers are the parallelism.
+func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, id crypto.ID, data []byte) (SaveStats, error) {
+	p := r.packer
+	p.mu.Lock()
+	if p.err != nil {
+		err := p.err
+		p.mu.Unlock()
+		return SaveStats{}, err
+	}
+	_, busy := p.inflight[id]
+	if busy || r.idx.Has(id) {
+		p.mu.Unlock()
+		return SaveStats{}, nil
+	}
+	p.inflight[id] = struct{}{}
+	p.mu.Unlock()
+
+	if len(data) > maxRawBlob {
+		return SaveStats{}, fmt.Errorf("blob %v of %d bytes is too large", id.Short(), len(data))
+	}
+	scratch, _ := p.bufs.Get().(*[]byte)
+	if scratch == nil {
+		scratch = new([]byte)
+	}
+	body, compressed := r.comp.compress(*scratch, data)
+	var flags pack.Flags
+	if compressed {
+		flags = pack.FlagZstd
+		*scratch = body
+	}
+	sealed := r.key.Seal(make([]byte, 0, len(body)+r.key.Overhead()), body)
+	p.bufs.Put(scratch)
+
+	p.mu.Lock()
+	w := p.cur[t]
+	w.Add(t, flags, id, len(data), sealed)
+	var full *pack.Writer
+	if w.Len() >= r.cfg.PackSize {
+		full = w
+		p.cur[t] = &pack.Writer{}
+	}
+	p.mu.Unlock()
+	if full != nil {
+		if err := p.upload(ctx, full); err != nil {
+			return SaveStats{}, err
+		}
+	}
+	return SaveStats{Added: true, Stored: len(sealed)}, nil
+}
+
+// upload finishes a pack and writes it in the background; it blocks while
+// the upload slots are full, which bounds the memory of queued packs.
+func (p *packer) upload(ctx context.Context, w *pack.Writer) error {
+	data, blobs := w.Finish(p.r.key)
+	id := p.r.key.Hash(data)
+	select {
+	case p.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() { <-p.sem }()
+		if err := p.r.be.Save(ctx, backend.Handle{Type: backend.Data, Name: id.String()}, data); err != nil && !errors.Is(err, backend.ErrExists) {
+			p.fail(fmt.Errorf("write pack %v: %w", id.Short(), err))
+			return
+		}
+		p.r.idx.AddPack(id, blobs)
+		p.mu.Lock()
+		for _, b := range blobs {
+			delete(p.inflight, b.ID)
+		}
+		p.pending = append(p.pending, index.PackBlobs{ID: id, Blobs: blobs})
+		var batch []index.PackBlobs
+		if len(p.pending) >= indexEvery {
+			batch, p.pending = p.pending, nil
+		}
+		p.mu.Unlock()
+		if batch != nil {
+			if _, err := p.r.writeIndex(ctx, batch); err != nil {
+				p.fail(err)
+			}
+		}
+	}()
+	return nil
+}
+
+// Flush writes every queued blob and an index file for all new packs. When
+// it returns nil, everything saved so far is durable and indexed.
+func (r *Repository) Flush(ctx context.Context) error {
+	p := r.packer
+	p.mu.Lock()
+	var open []*pack.Writer
+	for t, w := range p.cur {
+		if w.Count() > 0 {
+			open = append(open, w)
+			p.cur[t] = &pack.Writer{}
+		}
+	}
+	p.mu.Unlock()
+	for _, w := range open {
+		if err := p.upload(ctx, w); err != nil {
+			return err
+		}
+	}
+	p.wg.Wait()
+	p.mu.Lock()
+	batch, err := p.pending, p.err
+	p.pending = nil
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		if _, err := r.writeIndex(ctx, batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LoadBlob reads, verifies and returns a blob, appending to dst.
+func (r *Repository) LoadBlob(ctx context.Context, t pack.BlobType, id crypto.ID, dst []byte) ([]byte, error) {
+	loc, ok := r.idx.Lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s blob %v is not in the index", ErrDamaged, t, id.Short())
+	}
+	if loc.Type != t {
+		return nil, fmt.Errorf("%w: blob %v is %s, want %s", ErrDamaged, id.Short(), loc.Type, t)
+	}
+	sealed, err := r.be.Load(ctx, backend.Handle{Type: backend.Data, Name: loc.PackID.String()}, int64(loc.Offset), int64(loc.Length))
+	if err != nil {
+		return nil, fmt.Errorf("blob %v: %w", id.Short(), err)
+	}
+	return r.DecodeBlob(loc, sealed, dst)
+}
+
+// DecodeBlob opens a blob read from its pack, decompresses it and checks
+// that its content hashes to its ID.
+func (r *Repository) DecodeBlob(loc index.Location, sealed []byte, dst []byte) ([]byte, error) {
+	if int(loc.RawLen) > maxRawBlob {
+		return nil, fmt.Errorf("%w: blob %v claims %d bytes", ErrDamaged, loc.ID.Short(), loc.RawLen)
+	}
+	var out []byte
+	if loc.Flags&pack.FlagZstd != 0 {
+		body, err := r.key.Open(nil, sealed)
+		if err != nil {
+			return nil, fmt.Errorf("%w: blob %v in pack %v: %v", ErrDamaged, loc.ID.Short(), loc.PackID.Short(), err)
+		}
+		out, err = r.comp.decompress(dst, body, int(loc.RawLen))
+		if err != nil {
+			return nil, fmt.Errorf("%w: blob %v in pack %v: %v", ErrDamaged, loc.ID.Short(), loc.PackID.Short(), err)
+		}
+	} else {
+		var err error
+		out, err = r.key.Open(dst[:0], sealed)
+		if err != nil {
+			return nil, fmt.Errorf("%w: blob %v in pack %v: %v", ErrDamaged, loc.ID.Short(), loc.PackID.Short(), err)
+		}
+	}
+	if len(out) != int(loc.RawLen) || r.key.Hash(out) != loc.ID {
+		return nil, fmt.Errorf("%w: blob %v in pack %v does not match its ID", ErrDamaged, loc.ID.Short(), loc.PackID.Short())
+	}
+	return out, nil
+}

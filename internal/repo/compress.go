@@ -1,0 +1,89 @@
+package repo
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Compression is how new blobs are compressed.
+type Compression int
+
+// Compression settings, as in runup.yaml.
+const (
+	CompressAuto Compression = iota
+	CompressOff
+	CompressFastest
+	CompressMax
+)
+
+// ParseCompression reads a runup.yaml compression value.
+func ParseCompression(s string) (Compression, error) {
+	switch s {
+	case "", "auto":
+		return CompressAuto, nil
+	case "off":
+		return CompressOff, nil
+	case "fastest":
+		return CompressFastest, nil
+	case "max":
+		return CompressMax, nil
+	}
+	return 0, fmt.Errorf("unknown compression %q (want off, fastest, auto or max)", s)
+}
+
+type compressor struct {
+	mode Compression
+	enc  *zstd.Encoder
+	dec  *zstd.Decoder
+}
+
+func newCompressor(mode Compression) (*compressor, error) {
+	level := zstd.SpeedFastest
+	switch mode {
+	case CompressAuto:
+		level = zstd.SpeedDefault
+	case CompressMax:
+		level = zstd.SpeedBestCompression
+	}
+	n := runtime.GOMAXPROCS(0)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(n),
+		zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return nil, err
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(n), zstd.WithDecoderMaxMemory(1<<30))
+	if err != nil {
+		return nil, err
+	}
+	return &compressor{mode: mode, enc: enc, dec: dec}, nil
+}
+
+// compress returns the bytes to store and whether they are compressed. Data
+// that does not shrink by at least 1/32 is stored as it is, which makes
+// already compressed files cost nothing to restore.
+func (c *compressor) compress(dst, src []byte) ([]byte, bool) {
+	if c.mode == CompressOff || len(src) < 64 {
+		return src, false
+	}
+	out := c.enc.EncodeAll(src, dst[:0])
+	if len(out) >= len(src)-len(src)/32 {
+		return src, false
+	}
+	return out, true
+}
+
+func (c *compressor) decompress(dst, src []byte, rawLen int) ([]byte, error) {
+	if cap(dst) < rawLen {
+		dst = make([]byte, 0, rawLen)
+	}
+	out, err := c.dec.DecodeAll(src, dst[:0])
+	if err != nil {
+		return nil, err
+	}
+	if len(out) != rawLen {
+		return nil, fmt.Errorf("decompressed %d bytes, want %d", len(out), rawLen)
+	}
+	return out, nil
+}

@@ -1,0 +1,114 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/runup/runup/internal/backend"
+	"github.com/runup/runup/internal/crypto"
+	"github.com/runup/runup/internal/index"
+	"github.com/runup/runup/internal/pack"
+)
+
+func (r *Repository) writeIndex(ctx context.Context, packs []index.PackBlobs) (string, error) {
+	name, err := r.saveSealed(ctx, backend.Index, index.Encode(packs))
+	if err != nil {
+		return "", fmt.Errorf("write index: %w", err)
+	}
+	r.indexMu.Lock()
+	r.indexFiles[name] = true
+	r.indexMu.Unlock()
+	return name, nil
+}
+
+// LoadIndex reads every index file. A damaged index file is skipped and
+// reported in the returned list of problems, since the packs it describes
+// can still be found by AdoptPacks or `repair index`.
+func (r *Repository) LoadIndex(ctx context.Context) (problems []error, err error) {
+	var names []string
+	if err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		plain, err := r.loadSealed(ctx, backend.Handle{Type: backend.Index, Name: name})
+		if err == nil {
+			var packs []index.PackBlobs
+			packs, err = index.Decode(plain)
+			if err == nil {
+				for _, p := range packs {
+					r.idx.AddPack(p.ID, p.Blobs)
+				}
+				r.indexMu.Lock()
+				r.indexFiles[name] = true
+				r.indexMu.Unlock()
+				continue
+			}
+		}
+		if errors.Is(err, backend.ErrNotExist) {
+			continue // removed by a concurrent prune
+		}
+		if errors.Is(err, context.Canceled) {
+			return problems, err
+		}
+		problems = append(problems, fmt.Errorf("index file %s: %w", name[:8], err))
+	}
+	return problems, nil
+}
+
+// ReadPackHeader reads and decodes the header of a stored pack.
+func (r *Repository) ReadPackHeader(ctx context.Context, id crypto.ID, size int64) ([]pack.Blob, error) {
+	h := backend.Handle{Type: backend.Data, Name: id.String()}
+	tailLen := min(size, pack.TailSize)
+	tail, err := r.be.Load(ctx, h, size-tailLen, tailLen)
+	if err != nil {
+		return nil, err
+	}
+	return pack.ReadHeader(r.key, size, tail, func(off, n int64) ([]byte, error) {
+		return r.be.Load(ctx, h, off, n)
+	})
+}
+
+// AdoptPacks finds packs that no loaded index file describes (left by an
+// interrupted backup, or by lost index files), reads their headers, adds
+// them to the index and writes an index file for them. It returns how many
+// packs it adopted; packs whose header is unreadable are skipped and
+// reported.
+func (r *Repository) AdoptPacks(ctx context.Context) (int, []error, error) {
+	var orphans []backend.FileInfo
+	if err := r.be.List(ctx, backend.Data, func(fi backend.FileInfo) error {
+		id, err := crypto.ParseID(fi.Name)
+		if err == nil && !r.idx.HasPack(id) {
+			orphans = append(orphans, fi)
+		}
+		return nil
+	}); err != nil {
+		return 0, nil, err
+	}
+	var (
+		found    []index.PackBlobs
+		problems []error
+	)
+	for _, fi := range orphans {
+		id, _ := crypto.ParseID(fi.Name)
+		blobs, err := r.ReadPackHeader(ctx, id, fi.Size)
+		if err != nil {
+			if errors.Is(err, backend.ErrNotExist) {
+				continue
+			}
+			problems = append(problems, fmt.Errorf("pack %v: %w", id.Short(), err))
+			continue
+		}
+		r.idx.AddPack(id, blobs)
+		found = append(found, index.PackBlobs{ID: id, Blobs: blobs})
+	}
+	if len(found) > 0 {
+		if _, err := r.writeIndex(ctx, found); err != nil {
+			return 0, problems, err
+		}
+	}
+	return len(found), problems, nil
+}

@@ -1,0 +1,172 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/runup/runup/internal/backend"
+	"github.com/runup/runup/internal/backend/local"
+	"github.com/runup/runup/internal/crypto"
+	"github.com/runup/runup/internal/pack"
+)
+
+var fastKDF = crypto.KDFParams{Time: 1, Memory: 64, Threads: 1}
+
+func newRepo(t *testing.T, password []byte) (backend.Backend, *Repository) {
+	t.Helper()
+	be, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Create(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := Init(ctx, be, InitOptions{Password: password, KDF: fastKDF}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(ctx, be, func() ([]byte, error) { return password, nil }, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return be, r
+}
+
+func TestInitOpen(t *testing.T) {
+	ctx := context.Background()
+	be, _ := newRepo(t, []byte("pw"))
+	if err := Init(ctx, be, InitOptions{}); !errors.Is(err, ErrAlreadyExists) {
+		t.Fatalf("second init: %v", err)
+	}
+	if _, err := Open(ctx, be, func() ([]byte, error) { return []byte("nope"), nil }, Options{}); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, err := Open(ctx, be, nil, Options{}); !errors.Is(err, ErrNoPassword) {
+		t.Fatalf("no password: %v", err)
+	}
+	empty, _ := local.Open(t.TempDir())
+	if _, err := Open(ctx, empty, nil, Options{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing repository: %v", err)
+	}
+	// A second password opens the same repository.
+	r, _ := Open(ctx, be, func() ([]byte, error) { return []byte("pw"), nil }, Options{})
+	if err := AddKey(ctx, be, r.Key(), []byte("second"), fastKDF); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(ctx, be, func() ([]byte, error) { return []byte("second"), nil }, Options{})
+	if err != nil || r2.Config().ID != r.Config().ID {
+		t.Fatalf("second password: %v", err)
+	}
+}
+
+func TestBlobsSurviveReopen(t *testing.T) {
+	ctx := context.Background()
+	for _, pw := range [][]byte{nil, []byte("pw")} {
+		be, r := newRepo(t, pw)
+		var ids []crypto.ID
+		var datas [][]byte
+		for i := range 40 {
+			// Half compressible, half not; enough to fill several packs.
+			d := bytes.Repeat([]byte{byte(i), 1, 2, 3}, 256<<10)
+			if i%2 == 1 {
+				d = make([]byte, 1<<20)
+				for j := range d {
+					d[j] = byte(j*7919 + i*104729 + j>>8*31)
+				}
+			}
+			id := r.Key().Hash(d)
+			st, err := r.SaveBlob(ctx, pack.Data, id, d)
+			if err != nil || !st.Added {
+				t.Fatalf("save: %v %+v", err, st)
+			}
+			if st2, _ := r.SaveBlob(ctx, pack.Data, id, d); st2.Added {
+				t.Fatal("duplicate stored twice")
+			}
+			ids, datas = append(ids, id), append(datas, d)
+		}
+		if err := r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r2, err := Open(ctx, be, func() ([]byte, error) { return pw, nil }, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if probs, err := r2.LoadIndex(ctx); err != nil || len(probs) > 0 {
+			t.Fatalf("load index: %v %v", err, probs)
+		}
+		for i, id := range ids {
+			got, err := r2.LoadBlob(ctx, pack.Data, id, nil)
+			if err != nil || !bytes.Equal(got, datas[i]) {
+				t.Fatalf("blob %d: %v", i, err)
+			}
+		}
+		if _, err := r2.LoadBlob(ctx, pack.Tree, ids[0], nil); !errors.Is(err, ErrDamaged) {
+			t.Fatalf("wrong blob type accepted: %v", err)
+		}
+	}
+}
+
+func TestAdoptPacksWithoutIndex(t *testing.T) {
+	ctx := context.Background()
+	be, r := newRepo(t, nil)
+	d := []byte("some content that is stored")
+	id := r.Key().Hash(d)
+	if _, err := r.SaveBlob(ctx, pack.Data, id, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Lose every index file, as a crash before the index write would.
+	_ = be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
+		return be.Remove(ctx, backend.Handle{Type: backend.Index, Name: fi.Name})
+	})
+	r2, _ := Open(ctx, be, nil, Options{})
+	if _, err := r2.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r2.Index().Has(id) {
+		t.Fatal("index survived removal")
+	}
+	n, probs, err := r2.AdoptPacks(ctx)
+	if err != nil || len(probs) > 0 || n != 1 {
+		t.Fatalf("adopt: %d %v %v", n, probs, err)
+	}
+	if got, err := r2.LoadBlob(ctx, pack.Data, id, nil); err != nil || !bytes.Equal(got, d) {
+		t.Fatalf("adopted blob: %v", err)
+	}
+}
+
+func TestConcurrentJobNumbers(t *testing.T) {
+	ctx := context.Background()
+	be, _ := newRepo(t, nil)
+	var wg sync.WaitGroup
+	nums := make([]int, 8)
+	for i := range nums {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := Open(ctx, be, nil, Options{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			j := &Job{Project: "p"}
+			if err := r.SaveJob(ctx, j); err != nil {
+				t.Error(err)
+			}
+			nums[i] = j.Number
+		}()
+	}
+	wg.Wait()
+	seen := map[int]bool{}
+	for _, n := range nums {
+		if seen[n] || n < 1 || n > len(nums) {
+			t.Fatalf("job numbers %v are not 1..%d once each", nums, len(nums))
+		}
+		seen[n] = true
+	}
+}
