@@ -232,3 +232,16 @@ func (r *Repository) DecodeBlob(loc index.Location, sealed []byte, dst []byte) (
 	}
 	return out, nil
 }
+
+// Known reports whether a blob is stored or being stored, so that callers
+// can skip copying data the repository already has.
+func (r *Repository) Known(id crypto.ID) bool {
+	if r.idx.Has(id) {
+		return true
+	}
+	p := r.packer
+	p.mu.Lock()
+	_, ok := p.inflight[id]
+	p.mu.Unlock()
+	return ok
+}

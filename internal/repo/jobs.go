@@ -16,12 +16,15 @@ import (
 // Job is the record of one backup of one project. It is written last, so a
 // job that can be listed is complete and durable.
 type Job struct {
-	Number     int       `json:"number"`
-	Project    string    `json:"project"`
-	Time       time.Time `json:"time"`
-	Host       string    `json:"host"`
-	Username   string    `json:"username,omitempty"`
-	Base       string    `json:"base"` // the directory the tree's root stands for
+	Number   int       `json:"number"`
+	Project  string    `json:"project"`
+	Time     time.Time `json:"time"`
+	Host     string    `json:"host"`
+	Username string    `json:"username,omitempty"`
+	Base     string    `json:"base"` // the directory the tree's root stood for
+	// InContext says Base was the config's directory: an in-place restore
+	// goes to the context of the day, wherever the project has moved.
+	InContext  bool      `json:"in_context,omitempty"`
 	Paths      []string  `json:"paths"`
 	Tree       crypto.ID `json:"-"`
 	TreeHex    string    `json:"tree"`

@@ -1,0 +1,610 @@
+// Package archiver is the backup journey: walk the includes, compare each
+// entry with the parent job, read and chunk only what changed, store new
+// chunks, encode each directory as a tree blob, and write the job record
+// last.
+//
+// Work flows through three stages that keep both cores busy with bounded
+// memory: the walker (the caller's goroutine) lists directories and decides
+// what to read; file workers read, chunk and hash; blob workers compress,
+// seal and pack the chunks the repository does not have yet. A single tree
+// saver finishes directories in the order the walker closed them (children
+// before parents), waiting only for their files, so nothing can deadlock.
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/runup/runup/internal/chunker"
+	"github.com/runup/runup/internal/crypto"
+	"github.com/runup/runup/internal/pack"
+	"github.com/runup/runup/internal/repo"
+	"github.com/runup/runup/internal/tree"
+)
+
+// Reporter receives what a backup has to say; the journey never prints.
+type Reporter interface {
+	// Error: an entry could not be backed up; the job becomes incomplete.
+	Error(path string, err error)
+	// Warning: something worth knowing that lost no data.
+	Warning(path string, msg string)
+}
+
+// Stats are live counters a progress display may read at any time.
+type Stats struct {
+	Files      atomic.Int64
+	Dirs       atomic.Int64
+	BytesRead  atomic.Int64
+	BytesTotal atomic.Int64
+	BytesAdded atomic.Int64
+}
+
+// Options describe one backup.
+type Options struct {
+	Project string
+	// Base is the absolute directory the job's root tree stands for.
+	Base string
+	// InContext says Base is the config's directory.
+	InContext bool
+	// Paths are the includes, absolute, each inside Base.
+	Paths []string
+	// Written are the includes as the user wrote them, for the job record.
+	Written []string
+	Filter  *Filter
+	Parent  *repo.Job // nil for a first backup
+	Force   bool      // read every file, ignoring the parent
+	Tags    []string
+	Host    string
+	Time    time.Time // zero means now
+	Program string
+	// Workers is how many files are read at once; 0 picks a default.
+	Workers  int
+	Reporter Reporter
+	Stats    *Stats
+}
+
+type archiver struct {
+	r      *repo.Repository
+	o      Options
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	files chan *fileTask
+	blobs chan blobTask
+	dirs  chan *dirTask
+
+	blobSlots chan struct{} // bounds chunk buffers in flight
+	blobBufs  sync.Pool
+
+	filesNew, filesChanged, filesUnchanged, dirCount, others, errCount atomic.Int64
+	blobsAdded                                                         atomic.Int64
+}
+
+type fileTask struct {
+	abs   string
+	node  *tree.Node
+	wg    *sync.WaitGroup
+	isNew bool
+}
+
+type blobTask struct {
+	id  crypto.ID
+	buf *[]byte
+}
+
+// dirTask is a directory waiting to be encoded once its files are done.
+type dirTask struct {
+	abs   string
+	node  *tree.Node // in the parent's nodes; nil for the root
+	nodes []tree.Node
+	files sync.WaitGroup
+	root  *crypto.ID // set for the root task
+}
+
+// Backup runs one backup and writes its job record.
+func Backup(ctx context.Context, r *repo.Repository, o Options) (*repo.Job, error) {
+	start := time.Now()
+	if o.Time.IsZero() {
+		o.Time = start
+	}
+	if o.Stats == nil {
+		o.Stats = &Stats{}
+	}
+	if o.Filter == nil {
+		o.Filter = NewFilter(o.Base, nil, false)
+	}
+	workers := o.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0) + 1
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	a := &archiver{r: r, o: o, ctx: ctx, cancel: cancel,
+		files:     make(chan *fileTask, 256),
+		blobs:     make(chan blobTask, 2*runtime.GOMAXPROCS(0)),
+		dirs:      make(chan *dirTask, 1024),
+		blobSlots: make(chan struct{}, 3*runtime.GOMAXPROCS(0)+2),
+	}
+
+	var rootID crypto.ID
+	var fileWG, blobWG, dirWG sync.WaitGroup
+	for range workers {
+		fileWG.Add(1)
+		go func() {
+			defer fileWG.Done()
+			a.fileWorker()
+		}()
+	}
+	for range runtime.GOMAXPROCS(0) {
+		blobWG.Add(1)
+		go func() {
+			defer blobWG.Done()
+			a.blobWorker()
+		}()
+	}
+	dirWG.Add(1)
+	go func() {
+		defer dirWG.Done()
+		a.treeSaver()
+	}()
+
+	a.walkRoot(&rootID)
+	close(a.files)
+	close(a.dirs)
+	fileWG.Wait()
+	close(a.blobs)
+	blobWG.Wait()
+	dirWG.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.Flush(ctx); err != nil {
+		return nil, err
+	}
+	j := &repo.Job{Project: o.Project, Time: o.Time.UTC(), Host: o.Host, Base: o.Base, InContext: o.InContext, Paths: o.Written,
+		Tree: rootID, Tags: o.Tags, Program: o.Program}
+	if u, err := user.Current(); err == nil {
+		j.Username = u.Username
+	}
+	if o.Parent != nil {
+		j.Parent = o.Parent.Number
+	}
+	j.Summary = repo.Summary{
+		FilesNew: int(a.filesNew.Load()), FilesChanged: int(a.filesChanged.Load()), FilesUnchanged: int(a.filesUnchanged.Load()),
+		Dirs: int(a.dirCount.Load()), Others: int(a.others.Load()), Errors: int(a.errCount.Load()),
+		BytesTotal: o.Stats.BytesTotal.Load(), BytesRead: o.Stats.BytesRead.Load(), BytesAdded: o.Stats.BytesAdded.Load(),
+		BlobsAdded: int(a.blobsAdded.Load()),
+	}
+	j.Incomplete = j.Summary.Errors > 0
+	j.Summary.Seconds = time.Since(start).Seconds()
+	if err := r.SaveJob(ctx, j); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func (a *archiver) fail(err error) { a.cancel(err) }
+
+func (a *archiver) report(path string, err error) {
+	a.errCount.Add(1)
+	if a.o.Reporter != nil {
+		a.o.Reporter.Error(path, err)
+	}
+}
+
+func (a *archiver) warn(path, msg string) {
+	if a.o.Reporter != nil {
+		a.o.Reporter.Warning(path, msg)
+	}
+}
+
+// vnode is the part of the tree above the includes: directories that lead
+// to an included path but are not included whole.
+type vnode struct {
+	children map[string]*vnode
+	include  bool
+}
+
+func (a *archiver) walkRoot(rootID *crypto.ID) {
+	root := &vnode{children: map[string]*vnode{}}
+	for _, p := range a.o.Paths {
+		rel, err := filepath.Rel(a.o.Base, p)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			a.report(p, fmt.Errorf("include is outside %s", a.o.Base))
+			continue
+		}
+		if rel == "." {
+			root.include = true
+			continue
+		}
+		v := root
+		for _, c := range strings.Split(rel, string(filepath.Separator)) {
+			if v.children[c] == nil {
+				v.children[c] = &vnode{children: map[string]*vnode{}}
+			}
+			v = v.children[c]
+		}
+		v.include = true
+	}
+	var oldRoot *tree.Tree
+	if a.o.Parent != nil && !a.o.Force {
+		oldRoot = a.loadOld(a.o.Base, a.o.Parent.Tree)
+	}
+	dt := &dirTask{abs: a.o.Base, root: rootID}
+	if root.include {
+		a.listDir(dt, oldRoot, a.o.Filter.enter(nil, a.o.Base))
+	} else {
+		a.listVirtual(dt, root, oldRoot)
+	}
+	a.dirs <- dt
+}
+
+func (a *archiver) loadOld(abs string, id crypto.ID) *tree.Tree {
+	if id.IsZero() {
+		return nil
+	}
+	t, err := a.r.LoadTree(a.ctx, id)
+	if err != nil {
+		a.warn(abs, fmt.Sprintf("previous job's listing unreadable, reading everything again: %v", err))
+		return nil
+	}
+	return t
+}
+
+func oldChild(old *tree.Tree, name string) *tree.Node {
+	if old == nil {
+		return nil
+	}
+	n, _ := old.Find(name)
+	return n
+}
+
+// listVirtual handles a directory above the includes: only the children that
+// lead to includes are visited.
+func (a *archiver) listVirtual(dt *dirTask, v *vnode, old *tree.Tree) {
+	names := make([]string, 0, len(v.children))
+	for name := range v.children {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	dt.nodes = make([]tree.Node, 0, len(names))
+	for _, name := range names {
+		child := v.children[name]
+		abs := filepath.Join(dt.abs, name)
+		fi, err := os.Lstat(abs)
+		if err != nil {
+			a.report(abs, fmt.Errorf("include not found: %w", unwrapPath(err)))
+			continue
+		}
+		if child.include {
+			a.addEntry(dt, abs, fi, oldChild(old, name), a.o.Filter.enter(nil, abs))
+			continue
+		}
+		if !fi.IsDir() {
+			a.report(abs, errors.New("not a directory, but an include lies below it"))
+			continue
+		}
+		dt.nodes = append(dt.nodes, nodeFromInfo(name, fi))
+		n := &dt.nodes[len(dt.nodes)-1]
+		a.dirCount.Add(1)
+		sub := &dirTask{abs: abs, node: n}
+		var oldSub *tree.Tree
+		if on := oldChild(old, name); on != nil && on.Type == tree.Dir {
+			oldSub = a.loadOld(abs, on.Subtree)
+		}
+		a.listVirtual(sub, child, oldSub)
+		a.dirs <- sub
+	}
+}
+
+// listDir walks a whole directory.
+func (a *archiver) listDir(dt *dirTask, old *tree.Tree, ign *ignoreRules) {
+	entries, err := os.ReadDir(dt.abs)
+	if err != nil {
+		a.report(dt.abs, unwrapPath(err))
+	}
+	dt.nodes = make([]tree.Node, 0, len(entries))
+	for _, e := range entries {
+		if a.ctx.Err() != nil {
+			return
+		}
+		abs := filepath.Join(dt.abs, e.Name())
+		isDir := e.IsDir()
+		if a.o.Filter.Excluded(abs, isDir) || ign.ignored(abs, isDir) {
+			continue
+		}
+		fi, err := os.Lstat(abs)
+		if err != nil {
+			a.report(abs, unwrapPath(err))
+			continue
+		}
+		a.addEntry(dt, abs, fi, oldChild(old, e.Name()), ign)
+	}
+}
+
+func (a *archiver) addEntry(dt *dirTask, abs string, fi fs.FileInfo, old *tree.Node, ign *ignoreRules) {
+	if a.o.Filter.Excluded(abs, fi.IsDir()) {
+		return
+	}
+	dt.nodes = append(dt.nodes, nodeFromInfo(filepath.Base(abs), fi))
+	n := &dt.nodes[len(dt.nodes)-1]
+	if x, err := readXattrs(abs); err != nil {
+		a.warn(abs, fmt.Sprintf("extended attributes unreadable: %v", err))
+	} else {
+		n.XAttrs = x
+	}
+	switch n.Type {
+	case tree.File:
+		a.o.Stats.Files.Add(1)
+		a.o.Stats.BytesTotal.Add(int64(n.Size))
+		if !a.o.Force && unchanged(n, old) && a.allKnown(old.Content) {
+			n.Content = old.Content
+			a.filesUnchanged.Add(1)
+			return
+		}
+		dt.files.Add(1)
+		select {
+		case a.files <- &fileTask{abs: abs, node: n, wg: &dt.files, isNew: old == nil}:
+		case <-a.ctx.Done():
+			dt.files.Done()
+		}
+	case tree.Dir:
+		a.dirCount.Add(1)
+		a.o.Stats.Dirs.Add(1)
+		sub := &dirTask{abs: abs, node: n}
+		var oldSub *tree.Tree
+		if old != nil && old.Type == tree.Dir && !a.o.Force {
+			oldSub = a.loadOld(abs, old.Subtree)
+		}
+		a.listDir(sub, oldSub, a.o.Filter.enter(ign, abs))
+		a.dirs <- sub
+	case tree.Symlink:
+		a.others.Add(1)
+		target, err := os.Readlink(abs)
+		if err != nil {
+			a.report(abs, unwrapPath(err))
+			n.Type = 0
+			return
+		}
+		n.Target = target
+	default:
+		a.others.Add(1) // recorded, not read
+	}
+}
+
+func (a *archiver) allKnown(ids []crypto.ID) bool {
+	idx := a.r.Index()
+	for _, id := range ids {
+		if !idx.Has(id) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *archiver) treeSaver() {
+	for dt := range a.dirs {
+		dt.files.Wait()
+		if a.ctx.Err() != nil {
+			continue
+		}
+		t := &tree.Tree{Nodes: make([]tree.Node, 0, len(dt.nodes))}
+		for _, n := range dt.nodes {
+			if n.Type != 0 { // dropped entries are zeroed
+				t.Nodes = append(t.Nodes, n)
+			}
+		}
+		id, st, err := a.r.SaveTree(a.ctx, t)
+		if err != nil {
+			a.fail(fmt.Errorf("save tree of %s: %w", dt.abs, err))
+			continue
+		}
+		if st.Added {
+			a.o.Stats.BytesAdded.Add(int64(st.Stored))
+			a.blobsAdded.Add(1)
+		}
+		if dt.root != nil {
+			*dt.root = id
+		} else {
+			dt.node.Subtree = id
+		}
+	}
+}
+
+func (a *archiver) fileWorker() {
+	buf := make([]byte, 2*chunker.MaxSize)
+	ch, err := chunker.New(a.r.Key().Chunker[:], buf)
+	if err != nil {
+		a.fail(err)
+	}
+	for t := range a.files {
+		if a.ctx.Err() == nil && err == nil {
+			a.saveFile(ch, t)
+		}
+		t.wg.Done()
+	}
+}
+
+func (a *archiver) getBuf() (*[]byte, bool) {
+	select {
+	case a.blobSlots <- struct{}{}:
+	case <-a.ctx.Done():
+		return nil, false
+	}
+	b, _ := a.blobBufs.Get().(*[]byte)
+	if b == nil {
+		b = new([]byte)
+	}
+	return b, true
+}
+
+func (a *archiver) putBuf(b *[]byte) {
+	*b = (*b)[:0]
+	a.blobBufs.Put(b)
+	<-a.blobSlots
+}
+
+// chunk queues one chunk unless the repository already has it.
+func (a *archiver) chunk(id crypto.ID, data []byte, buf *[]byte) bool {
+	if a.r.Known(id) {
+		if buf != nil {
+			a.putBuf(buf)
+		}
+		return true
+	}
+	if buf == nil {
+		var ok bool
+		if buf, ok = a.getBuf(); !ok {
+			return false
+		}
+		*buf = append(*buf, data...)
+	}
+	select {
+	case a.blobs <- blobTask{id: id, buf: buf}:
+		return true
+	case <-a.ctx.Done():
+		a.putBuf(buf)
+		return false
+	}
+}
+
+func (a *archiver) saveFile(ch *chunker.Chunker, t *fileTask) {
+	n := t.node
+	f, err := openFile(t.abs)
+	if err != nil {
+		a.report(t.abs, unwrapPath(err))
+		n.Type = 0
+		return
+	}
+	defer f.Close()
+	key := a.r.Key()
+	var content []crypto.ID
+	var read int64
+	if n.Size < chunker.MinSize {
+		// Small files: one read straight into a chunk buffer, no chunker.
+		buf, ok := a.getBuf()
+		if !ok {
+			return
+		}
+		if cap(*buf) < int(n.Size)+1 {
+			*buf = make([]byte, 0, max(int(n.Size)+1, 64<<10))
+		}
+		b := (*buf)[:n.Size+1]
+		m, err := io.ReadFull(f, b)
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			a.putBuf(buf)
+			a.report(t.abs, unwrapPath(err))
+			n.Type = 0
+			return
+		}
+		if m > int(n.Size) {
+			// It grew while we read: take the slow path for the rest.
+			*buf = b[:m]
+			a.putBuf(buf)
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				a.report(t.abs, err)
+				n.Type = 0
+				return
+			}
+			content, read, err = a.chunkStream(ch, f)
+		} else if m > 0 {
+			*buf = b[:m]
+			id := key.Hash(*buf)
+			content, read = []crypto.ID{id}, int64(m)
+			if !a.chunk(id, nil, buf) {
+				return
+			}
+		} else {
+			a.putBuf(buf)
+		}
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			a.report(t.abs, err)
+			n.Type = 0
+			return
+		}
+	} else {
+		content, read, err = a.chunkStream(ch, f)
+		if err != nil {
+			if a.ctx.Err() == nil {
+				a.report(t.abs, unwrapPath(err))
+			}
+			n.Type = 0
+			return
+		}
+	}
+	a.o.Stats.BytesRead.Add(read)
+	if fi, err := f.Stat(); err == nil {
+		now := nodeFromInfo(n.Name, fi)
+		if now.Size != uint64(read) || now.MTime != n.MTime {
+			a.warn(t.abs, "file changed while being read; its content in this job is what was read")
+		}
+	}
+	if uint64(read) != n.Size {
+		a.o.Stats.BytesTotal.Add(read - int64(n.Size))
+	}
+	n.Size = uint64(read)
+	n.Content = content
+	if t.isNew {
+		a.filesNew.Add(1)
+	} else {
+		a.filesChanged.Add(1)
+	}
+}
+
+func (a *archiver) chunkStream(ch *chunker.Chunker, f io.Reader) ([]crypto.ID, int64, error) {
+	key := a.r.Key()
+	ch.Reset(f)
+	var content []crypto.ID
+	var read int64
+	for {
+		data, err := ch.Next()
+		if err == io.EOF {
+			return content, read, nil
+		}
+		if err != nil {
+			return nil, read, err
+		}
+		id := key.Hash(data)
+		content = append(content, id)
+		read += int64(len(data))
+		if !a.chunk(id, data, nil) {
+			return nil, read, context.Cause(a.ctx)
+		}
+	}
+}
+
+func (a *archiver) blobWorker() {
+	for t := range a.blobs {
+		if a.ctx.Err() == nil {
+			st, err := a.r.SaveBlob(a.ctx, pack.Data, t.id, *t.buf)
+			if err != nil {
+				a.fail(err)
+			} else if st.Added {
+				a.o.Stats.BytesAdded.Add(int64(st.Stored))
+				a.blobsAdded.Add(1)
+			}
+		}
+		a.putBuf(t.buf)
+	}
+}
+
+// unwrapPath drops the *PathError wrapper, whose path the reporter repeats.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,123 @@
+package archiver
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/runup/runup/internal/tree"
+)
+
+// nodeFromInfo fills a node's metadata from lstat.
+func nodeFromInfo(name string, fi fs.FileInfo) tree.Node {
+	n := tree.Node{Name: name, Mode: uint32(fi.Mode().Perm())}
+	m := fi.Mode()
+	if m&fs.ModeSetuid != 0 {
+		n.Mode |= unix.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		n.Mode |= unix.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		n.Mode |= unix.S_ISVTX
+	}
+	switch {
+	case m.IsRegular():
+		n.Type = tree.File
+	case m.IsDir():
+		n.Type = tree.Dir
+	case m&fs.ModeSymlink != 0:
+		n.Type = tree.Symlink
+	case m&fs.ModeNamedPipe != 0:
+		n.Type = tree.Fifo
+	case m&fs.ModeSocket != 0:
+		n.Type = tree.Socket
+	case m&fs.ModeCharDevice != 0:
+		n.Type = tree.CharDev
+	case m&fs.ModeDevice != 0:
+		n.Type = tree.BlockDev
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		n.UID, n.GID = st.Uid, st.Gid
+		n.MTime = st.Mtim.Sec*1e9 + st.Mtim.Nsec
+		n.CTime = st.Ctim.Sec*1e9 + st.Ctim.Nsec
+		n.Inode, n.Device, n.Links, n.Rdev = st.Ino, uint64(st.Dev), uint64(st.Nlink), uint64(st.Rdev)
+	} else {
+		n.MTime = fi.ModTime().UnixNano()
+	}
+	if n.Type == tree.File {
+		n.Size = uint64(fi.Size())
+	}
+	return n
+}
+
+// unchanged reports whether a file can reuse its previous job's chunks
+// without being read.
+func unchanged(n, old *tree.Node) bool {
+	return old != nil && old.Type == tree.File && n.Type == tree.File && n.Size == old.Size &&
+		n.MTime == old.MTime && n.CTime == old.CTime && n.Inode == old.Inode && n.Mode == old.Mode
+}
+
+// readXattrs returns a path's extended attributes; filesystems without them
+// give none.
+func readXattrs(path string) ([]tree.XAttr, error) {
+	var buf [1024]byte
+	names := buf[:]
+	n, err := unix.Llistxattr(path, names)
+	if errors.Is(err, unix.ERANGE) {
+		sz, err2 := unix.Llistxattr(path, nil)
+		if err2 != nil {
+			return nil, err2
+		}
+		names = make([]byte, sz)
+		n, err = unix.Llistxattr(path, names)
+	}
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []tree.XAttr
+	for _, name := range splitNUL(names[:n]) {
+		sz, err := unix.Lgetxattr(path, name, nil)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		val := make([]byte, sz)
+		sz, err = unix.Lgetxattr(path, name, val)
+		if err != nil {
+			continue
+		}
+		out = append(out, tree.XAttr{Name: name, Value: val[:sz]})
+	}
+	return out, nil
+}
+
+func splitNUL(b []byte) []string {
+	var out []string
+	start := 0
+	for i, c := range b {
+		if c == 0 {
+			if i > start {
+				out = append(out, string(b[start:i]))
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// openFile opens a regular file for reading without following a link that
+// replaced it since lstat, and without updating its access time where the
+// kernel allows.
+func openFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
+	if errors.Is(err, syscall.EPERM) {
+		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	}
+	return f, err
+}

@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/runup/runup/internal/backend"
+	"github.com/runup/runup/internal/backend/local"
+	"github.com/runup/runup/internal/config"
+	"github.com/runup/runup/internal/repo"
+)
+
+// env is what a command works with: the context, its config (nil when run
+// with --repo and no runup.yaml) and where the repository is.
+type env struct {
+	g       *globals
+	dir     string // absolute context
+	cfg     *config.Config
+	repoLoc string
+}
+
+func (g *globals) loadEnv(needConfig bool) (*env, error) {
+	dir, err := filepath.Abs(g.context)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, usageErr(fmt.Errorf("context %s is not a directory", dir))
+	}
+	e := &env{g: g, dir: dir}
+	e.cfg, err = config.Load(dir)
+	if err != nil && (needConfig || !errors.Is(err, config.ErrNotFound) || g.repo == "") {
+		return nil, err
+	}
+	switch {
+	case g.repo != "":
+		e.repoLoc = g.repo
+	case e.cfg != nil && e.cfg.Repository != "":
+		e.repoLoc = e.cfg.Repository
+	default:
+		e.repoLoc = ".runup"
+	}
+	if isURL(e.repoLoc) {
+		return e, nil
+	}
+	if !filepath.IsAbs(e.repoLoc) {
+		base := dir
+		if g.repo != "" {
+			base, _ = os.Getwd() // a flag is relative to where the user is
+		}
+		e.repoLoc = filepath.Join(base, e.repoLoc)
+	}
+	return e, nil
+}
+
+func isURL(s string) bool {
+	i := strings.Index(s, "://")
+	return i > 0 && !strings.ContainsAny(s[:i], "/.")
+}
+
+// localRepoDir is the repository's directory when it is local.
+func (e *env) localRepoDir() string {
+	if isURL(e.repoLoc) {
+		return ""
+	}
+	return e.repoLoc
+}
+
+func (e *env) backend() (backend.Backend, error) {
+	if isURL(e.repoLoc) {
+		scheme := e.repoLoc[:strings.Index(e.repoLoc, "://")]
+		return nil, usageErr(fmt.Errorf("repository %s: %s:// repositories are not supported yet; use a local path", e.repoLoc, scheme))
+	}
+	return local.Open(e.repoLoc)
+}
+
+// password finds the password without asking: RUNUP_PASSWORD, then
+// --password-file, then runup.yaml's password source. nil means none given.
+func (e *env) password() ([]byte, error) {
+	if pw, ok := os.LookupEnv("RUNUP_PASSWORD"); ok && pw != "" {
+		return []byte(pw), nil
+	}
+	if e.g.passwordFile != "" {
+		b, err := os.ReadFile(e.g.passwordFile)
+		if err != nil {
+			return nil, usageErr(fmt.Errorf("--password-file: %w", err))
+		}
+		b = []byte(strings.TrimRight(string(b), "\r\n"))
+		if len(b) == 0 {
+			return nil, usageErr(fmt.Errorf("--password-file %s is empty", e.g.passwordFile))
+		}
+		return b, nil
+	}
+	if e.cfg != nil && e.cfg.Password != "" {
+		pw, err := config.ReadPassword(e.cfg.Password, e.cfg.Dir)
+		if err != nil {
+			return nil, withCode(ExitPassword, err)
+		}
+		return pw, nil
+	}
+	return nil, nil
+}
+
+func promptPassword(prompt string) ([]byte, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil
+	}
+	defer tty.Close()
+	if !term.IsTerminal(int(tty.Fd())) {
+		return nil, nil
+	}
+	fmt.Fprint(tty, prompt)
+	pw, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(tty)
+	return pw, err
+}
+
+// openRepo opens the repository and loads its index.
+func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, error) {
+	be, err := e.backend()
+	if err != nil {
+		return nil, err
+	}
+	r, err := repo.Open(ctx, be, func() ([]byte, error) {
+		pw, err := e.password()
+		if pw != nil || err != nil {
+			return pw, err
+		}
+		return promptPassword(fmt.Sprintf("Password for %s: ", e.repoLoc))
+	}, o)
+	if err != nil {
+		switch {
+		case errors.Is(err, repo.ErrNotFound):
+			return nil, fmt.Errorf("no repository at %s: run 'runup init' first: %w", e.repoLoc, repo.ErrNotFound)
+		case errors.Is(err, repo.ErrNoPassword):
+			return nil, fmt.Errorf("%w: set RUNUP_PASSWORD, use --password-file, or add password: to runup.yaml", err)
+		case errors.Is(err, repo.ErrWrongPassword):
+			return nil, fmt.Errorf("%s: %w: no key of the repository opens with it", e.repoLoc, err)
+		}
+		return nil, err
+	}
+	problems, err := r.LoadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range problems {
+		fmt.Fprintf(e.g.stderr, "warning: %v (run 'runup check')\n", p)
+	}
+	return r, nil
+}

@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runup/runup/internal/progress"
+	"github.com/runup/runup/internal/repo"
+	"github.com/runup/runup/internal/restorer"
+)
+
+type restoreOptions struct {
+	job           int
+	location      string
+	clearLocation bool
+	force         bool
+	include       []string
+	exclude       []string
+}
+
+func newRestore(g *globals) *cobra.Command {
+	var o restoreOptions
+	c := &cobra.Command{
+		Use:   "restore [PROJECT]",
+		Short: "Restore a project's job (all projects when none is named)",
+		Long: `Restore the latest job of a project, or the job given with -j, in place
+or under --location. Files of the job are overwritten unless they already
+hold the same content; files created after the job are left alone.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRestore(cmd, g, o, args)
+		},
+	}
+	f := c.Flags()
+	f.IntVarP(&o.job, "job", "j", 0, "job number to restore (0: the latest job of the project)")
+	f.StringVarP(&o.location, "location", "l", "", "restore under this directory (relative to the context) instead of in place")
+	f.BoolVar(&o.clearLocation, "clear-location", false, "empty the location first (keeps .runup, the repository and runup.yaml)")
+	f.BoolVarP(&o.force, "force", "f", false, "do not ask for confirmation")
+	f.StringSliceVar(&o.include, "include", nil, "restore only paths matching this pattern (** allowed; repeatable)")
+	f.StringSliceVar(&o.exclude, "exclude", nil, "do not restore paths matching this pattern (repeatable)")
+	return c
+}
+
+type restoreResult struct {
+	Job      int    `json:"job"`
+	Project  string `json:"project"`
+	Location string `json:"location"`
+	restorer.Result
+}
+
+func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string) error {
+	ctx := cmd.Context()
+	if o.job < 0 {
+		return usageErr(fmt.Errorf("--job %d: job numbers start at 1 (0 means the latest)", o.job))
+	}
+	e, err := g.loadEnv(false)
+	if err != nil {
+		return err
+	}
+	r, err := e.openRepo(ctx, repo.Options{})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	jobs, problems, err := r.Jobs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range problems {
+		fmt.Fprintf(g.stderr, "warning: %v\n", p)
+	}
+	selected, err := e.selectJobs(jobs, args, o.job)
+	if err != nil {
+		return err
+	}
+	cleared := map[string]bool{}
+	var results []restoreResult
+	failed := 0
+	for _, j := range selected {
+		loc := j.Base
+		if j.InContext {
+			loc = e.dir
+		}
+		if o.location != "" {
+			loc = o.location
+			if !filepath.IsAbs(loc) {
+				loc = filepath.Join(e.dir, loc)
+			}
+			loc = filepath.Clean(loc)
+		}
+		if d := e.localRepoDir(); d != "" && (loc == d || strings.HasPrefix(loc, d+string(filepath.Separator))) {
+			return usageErr(fmt.Errorf("location %s is inside the repository; choose another", loc))
+		}
+		if !o.force {
+			ok, err := confirm(g, fmt.Sprintf("Are you sure you want to restore the project %q? [Y/n] ", j.Project))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return errors.New("restore cancelled; nothing was changed")
+			}
+		}
+		if o.clearLocation && !cleared[loc] {
+			keep := []string{e.localRepoDir()}
+			if e.cfg != nil {
+				keep = append(keep, e.cfg.File)
+			}
+			if err := restorer.ClearLocation(loc, keep); err != nil {
+				return err
+			}
+			cleared[loc] = true
+		}
+		rep := &reporter{g: g}
+		stats := &restorer.Stats{}
+		start := time.Now()
+		line := progress.Start(g.stderr, !g.quiet && !g.json, func() string {
+			return fmt.Sprintf("%s: %d files, %s of %s written (%s)", j.Project, stats.Files.Load(),
+				progress.Bytes(stats.BytesWritten.Load()), progress.Bytes(stats.BytesTotal.Load()),
+				progress.Rate(stats.BytesWritten.Load(), time.Since(start)))
+		})
+		res, err := restorer.Restore(ctx, r, j, restorer.Options{Target: loc, Include: o.include, Exclude: o.exclude,
+			Reporter: rep, Stats: stats})
+		line.Stop()
+		if err != nil {
+			return fmt.Errorf("restore of job %d: %w", j.Number, err)
+		}
+		results = append(results, restoreResult{Job: j.Number, Project: j.Project, Location: loc, Result: res})
+		if res.Errors > 0 {
+			failed += res.Errors
+			g.printf("Project %q restored from job %d into %s with %d errors (see above).\n", j.Project, j.Number, loc, res.Errors)
+		} else {
+			g.printf("Project %q restored from job %d into %s.\n", j.Project, j.Number, loc)
+		}
+		g.printf("  %d files (%d already up to date), %d dirs, %s in %.1fs\n", res.Files, res.Skipped, res.Dirs,
+			progress.Bytes(res.Bytes), time.Since(start).Seconds())
+	}
+	if g.json {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(results); err != nil {
+			return err
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d entries could not be restored correctly (named above)", failed)
+	}
+	return nil
+}
+
+// selectJobs picks what to restore, as the original did: a project's latest
+// job, a given job (which must belong to the named project), or the latest
+// job of every project.
+func (e *env) selectJobs(jobs []*repo.Job, args []string, num int) ([]*repo.Job, error) {
+	byNum := map[int]*repo.Job{}
+	for _, j := range jobs {
+		byNum[j.Number] = j
+	}
+	host, _ := os.Hostname()
+	if num > 0 {
+		j, ok := byNum[num]
+		if !ok {
+			if len(jobs) == 0 {
+				return nil, fmt.Errorf("job %d does not exist: the repository has no jobs yet (run 'runup backup')", num)
+			}
+			return nil, fmt.Errorf("job %d does not exist (jobs are numbered %d to %d)", num, jobs[0].Number, jobs[len(jobs)-1].Number)
+		}
+		if len(args) == 1 && j.Project != args[0] {
+			return nil, fmt.Errorf("job %d is a backup of project %q, not of %q", num, j.Project, args[0])
+		}
+		return []*repo.Job{j}, nil
+	}
+	var names []string
+	switch {
+	case len(args) == 1:
+		names = args
+		if e.cfg != nil {
+			if _, ok := e.cfg.Projects[args[0]]; !ok && latestJob(jobs, args[0], host) == nil {
+				return nil, usageErr(fmt.Errorf("unknown project %q: %s names %s", args[0], e.cfg.File, strings.Join(e.cfg.Order, ", ")))
+			}
+		}
+	case e.cfg != nil:
+		names = e.cfg.Order
+	default:
+		return nil, usageErr(errors.New("name a project or a job (-j N) to restore"))
+	}
+	var out []*repo.Job
+	for _, name := range names {
+		j := latestJob(jobs, name, host)
+		if j == nil {
+			return nil, fmt.Errorf("project %q has no backup yet: run 'runup backup %s' first", name, name)
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// confirm asks a yes/no question on stdin; an empty answer is yes.
+func confirm(g *globals, question string) (bool, error) {
+	fmt.Fprint(g.stderr, question)
+	line, err := bufio.NewReader(g.stdin).ReadString('\n')
+	if err != nil && line == "" {
+		fmt.Fprintln(g.stderr)
+		return false, errors.New("no answer to the question (no input); use -f to restore without asking")
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "", "y", "yes":
+		return true, nil
+	}
+	return false, nil
+}

@@ -1,0 +1,139 @@
+// Package cli is RunUp's command line: one file per command, each parsing
+// flags, calling a journey, printing results and choosing an exit code.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time with -ldflags "-X github.com/runup/runup/internal/cli.Version=…".
+var Version = "0.1.0-dev"
+
+// globals are the flags every command takes.
+type globals struct {
+	context      string
+	verbose      bool
+	repo         string
+	passwordFile string
+	json         bool
+	quiet        bool
+
+	stdin  io.Reader
+	stdout io.Writer
+	stderr *os.File
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	root := newRoot(g)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	if ctx.Err() != nil {
+		err = context.Canceled
+	}
+	code := exitCode(err)
+	if code == ExitInterrupted {
+		fmt.Fprintln(g.stderr, "runup: interrupted; the repository is unchanged except for data the next backup reuses")
+		return code
+	}
+	msg := err.Error()
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err != nil {
+		msg = ee.err.Error()
+	}
+	if msg != "" {
+		fmt.Fprintln(g.stderr, "runup: "+oneLine(msg))
+	}
+	return code
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ") }
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "runup",
+		Short: "Fragmented backups: every job a full view, only new data stored",
+		Long: `RunUp backs up the projects named in runup.yaml into a repository
+(by default .runup/ beside the config). Only the first backup is full; later
+ones store only new or changed data, yet every job restores as a full backup.`,
+		Version:       Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetVersionTemplate("runup {{.Version}}\n")
+	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodesHelp + "\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageErr(fmt.Errorf("%v (see 'runup %s --help')", err, c.Name()))
+	})
+	f := root.PersistentFlags()
+	f.StringVarP(&g.context, "context", "c", ".", "directory holding runup.yaml")
+	f.BoolVar(&g.verbose, "verbose", false, "say more about what happens")
+	f.StringVar(&g.repo, "repo", "", "repository location (overrides runup.yaml; default <context>/.runup)")
+	f.StringVar(&g.passwordFile, "password-file", "", "read the repository password from this file (else $RUNUP_PASSWORD)")
+	f.BoolVar(&g.json, "json", false, "print results as JSON")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
+	root.AddCommand(newInit(g), newBackup(g), newRestore(g))
+	for _, c := range root.Commands() {
+		c.Args = wrapArgs(c.Args)
+	}
+	return root
+}
+
+// wrapArgs turns cobra's argument errors into usage errors.
+func wrapArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
+	if v == nil {
+		return nil
+	}
+	return func(c *cobra.Command, args []string) error {
+		if err := v(c, args); err != nil {
+			return usageErr(fmt.Errorf("%v (see 'runup %s --help')", err, c.Name()))
+		}
+		return nil
+	}
+}
+
+func (g *globals) printf(format string, args ...any) {
+	if !g.quiet && !g.json {
+		fmt.Fprintf(g.stdout, format, args...)
+	}
+}
+
+func (g *globals) verbosef(format string, args ...any) {
+	if g.verbose && !g.json {
+		fmt.Fprintf(g.stderr, format, args...)
+	}
+}
+
+// reporter prints problems from the journeys as they happen.
+type reporter struct {
+	g        *globals
+	errors   int
+	warnings int
+}
+
+func (r *reporter) Error(path string, err error) {
+	r.errors++
+	fmt.Fprintf(r.g.stderr, "\r\x1b[Kerror: %s: %v\n", path, err)
+}
+
+func (r *reporter) Warning(path string, msg string) {
+	r.warnings++
+	if !r.g.quiet {
+		fmt.Fprintf(r.g.stderr, "\r\x1b[Kwarning: %s: %s\n", path, msg)
+	}
+}

@@ -1,0 +1,147 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const original = `version: '1'
+
+project:
+  app:
+    include:
+      - './app'
+  website:
+    include:
+      - './cronjobs'
+      - './web'
+    exclude:
+      - './web/src/vendor'
+`
+
+func TestOriginalExample(t *testing.T) {
+	c, err := Parse("/x/runup.yaml", []byte(original))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Version != 1 || c.Dir != "/x" || strings.Join(c.Order, ",") != "app,website" {
+		t.Fatalf("parsed %+v", c)
+	}
+	w := c.Projects["website"]
+	if strings.Join(w.Include, ",") != "./cronjobs,./web" || strings.Join(w.Exclude, ",") != "./web/src/vendor" {
+		t.Fatalf("website: %+v", w)
+	}
+}
+
+func TestVersion2(t *testing.T) {
+	c, err := Parse("/x/runup.yaml", []byte(`version: '2'
+repository: /srv/backups/x
+compression: max
+password: env:MY_PW
+project:
+  etc:
+    include: [/etc/nginx, ./local]
+    exclude: ['**/*.log', './local/tmp']
+    keep: {last: 3, daily: 7, weekly: 4, monthly: 12, within: 2w, tags: [keep]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.Projects["etc"].Keep
+	if c.Repository != "/srv/backups/x" || c.Compression != "max" || c.Password != "env:MY_PW" ||
+		k.Last != 3 || k.Daily != 7 || k.Monthly != 12 || k.Within != 14*24*time.Hour || k.Tags[0] != "keep" {
+		t.Fatalf("parsed %+v %+v", c, k)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"", "The YAML file is empty."},
+		{"# only a comment\n", "The YAML file is empty."},
+		{"version: 1\nproject: {a: {include: [x]}}", ":1: The version needs to be a string."},
+		{"version: 1.0\nproject: {a: {include: [x]}}", "The version needs to be a string."},
+		{"version: '7'\nproject: {a: {include: [x]}}", ":1: The YAML version 7 is not supported."},
+		{"project: {a: {include: [x]}}", "\"version\" is required"},
+		{"version: '1'\n", "\"project\" is required"},
+		{"version: '1'\nproject: {}\n", "must not be empty"},
+		{"version: '1'\nproject:\n", "must not be empty"},
+		{"version: '1'\nproject:\n  a:\n    exclude: [x]\n", ":3: project \"a\" needs a non-empty \"include\" list"},
+		{"version: '1'\nproject:\n  a:\n    include: []\n", "non-empty \"include\""},
+		{"version: '1'\nproject:\n  a:\n    include: x\n", "must be a list"},
+		{"version: '1'\nfoo: 1\nproject: {a: {include: [x]}}", ":2: unknown key \"foo\""},
+		{"version: '1'\nproject:\n  a:\n    include: [x]\n    bogus: 1\n", ":5: unknown key \"bogus\" in project \"a\""},
+		{"version: '1'\ncron: '* * * * *'\nproject: {a: {include: [x]}}", "not supported in version '1'"},
+		{"version: '1'\nproject:\n  a:\n    include: [x]\n    keep: {last: 1}\n", "unknown key \"keep\""},
+		{"version: '2'\npassword: hunter2\nproject: {a: {include: [x]}}", "never the password itself"},
+		{"version: '2'\ncompression: lots\nproject: {a: {include: [x]}}", "compression \"lots\""},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    keep: {daily: -1}\n", "keep.daily"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    keep: {dayly: 1}\n", "unknown key \"dayly\""},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    exclude: ['[']\n", "not a valid glob"},
+		{"version: '1'\nproject:\n  'a b':\n    include: [x]\n", "project name"},
+		{"version: '1'\nproject: [a]\n", "must not be empty"},
+		{"version: '1'\n  bad: indent\n", "invalid YAML"},
+	} {
+		_, err := Parse("/x/runup.yaml", []byte(tc.yaml))
+		var ce *Error
+		if err == nil || !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "/x/runup.yaml") {
+			t.Errorf("%q:\n got  %v\n want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestFind(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Load(dir); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("missing config: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "runup.yml"), []byte(original), 0o644)
+	if p, err := Find(dir); err != nil || filepath.Base(p) != "runup.yml" {
+		t.Fatalf("runup.yml: %v %v", p, err)
+	}
+	os.WriteFile(filepath.Join(dir, "runup.yaml"), []byte(original), 0o644)
+	if p, _ := Find(dir); filepath.Base(p) != "runup.yaml" {
+		t.Fatal("runup.yaml must win over runup.yml")
+	}
+}
+
+func TestReadPassword(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "pw"), []byte("from-file\n"), 0o600)
+	t.Setenv("RUNUP_TEST_PW", "from-env")
+	for spec, want := range map[string]string{"env:RUNUP_TEST_PW": "from-env", "file:pw": "from-file", "command:echo from-cmd": "from-cmd"} {
+		got, err := ReadPassword(spec, dir)
+		if err != nil || string(got) != want {
+			t.Errorf("%s: %q %v", spec, got, err)
+		}
+	}
+	for _, spec := range []string{"env:RUNUP_UNSET_VAR", "file:missing", "command:false", "plain"} {
+		if _, err := ReadPassword(spec, dir); err == nil {
+			t.Errorf("%s: no error", spec)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for s, want := range map[string]time.Duration{"7d": 7 * 24 * time.Hour, "1y2m": (365 + 60) * 24 * time.Hour, "12h": 12 * time.Hour} {
+		if got, err := ParseDuration(s); err != nil || got != want {
+			t.Errorf("%s: %v %v", s, got, err)
+		}
+	}
+	for _, s := range []string{"", "7", "d", "3x", "99999999d"} {
+		if _, err := ParseDuration(s); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(original))
+	f.Add([]byte("version: '2'\nproject: {a: {include: [x], keep: {last: 1}}}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = Parse("/f/runup.yaml", b)
+	})
+}

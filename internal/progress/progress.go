@@ -1,0 +1,80 @@
+// Package progress draws a one-line status on a terminal. The journeys
+// expose counters; this package only reads them, so they never print.
+package progress
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+)
+
+// Line redraws a status line until stopped. On a non-terminal it draws
+// nothing.
+type Line struct {
+	f      *os.File
+	render func() string
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// IsTerminal reports whether f is a terminal.
+func IsTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+// Start begins redrawing render() on f every interval, if f is a terminal.
+func Start(f *os.File, enabled bool, render func() string) *Line {
+	l := &Line{f: f, render: render, stop: make(chan struct{})}
+	if !enabled || !IsTerminal(f) {
+		return l
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stop:
+				fmt.Fprint(l.f, "\r\x1b[K")
+				return
+			case <-t.C:
+				fmt.Fprint(l.f, "\r\x1b[K"+l.render())
+			}
+		}
+	}()
+	return l
+}
+
+// Stop clears the line.
+func (l *Line) Stop() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+// Bytes formats a byte count for people.
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Rate formats bytes per second.
+func Rate(n int64, d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return Bytes(int64(float64(n)/d.Seconds())) + "/s"
+}

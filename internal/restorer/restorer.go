@@ -1,0 +1,564 @@
+// Package restorer is the restore journey ("merging the fragments"): any job
+// restores as a full backup would.
+//
+// It first walks the job's trees and makes the directory structure, and
+// plans every chunk read grouped by pack and ordered by offset; then reads
+// each pack's needed ranges once, in parallel, verifying every blob and
+// writing it at its offsets into pre-sized files; then sets metadata, a
+// file's as soon as its content is complete and directories last, deepest
+// first.
+//
+// The repository is not trusted: names are validated by the tree decoder,
+// and restore never writes through a symbolic link it did not create: links
+// and other non-directories in the way of a directory are removed, and
+// files are opened with O_NOFOLLOW.
+package restorer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/bmatcuk/doublestar/v4"
+	"golang.org/x/sys/unix"
+
+	"github.com/runup/runup/internal/backend"
+	"github.com/runup/runup/internal/crypto"
+	"github.com/runup/runup/internal/index"
+	"github.com/runup/runup/internal/repo"
+	"github.com/runup/runup/internal/tree"
+)
+
+// Reporter receives problems; the journey never prints.
+type Reporter interface {
+	Error(path string, err error)
+	Warning(path string, msg string)
+}
+
+// Stats are live counters for a progress display.
+type Stats struct {
+	Files        atomic.Int64
+	FilesSkipped atomic.Int64 // already identical on disk
+	BytesTotal   atomic.Int64 // planned
+	BytesWritten atomic.Int64
+}
+
+// Options describe one restore.
+type Options struct {
+	// Target is the absolute directory the job's root is restored into.
+	Target string
+	// Include and Exclude are glob patterns (with **) on paths relative to
+	// the job's root; a match on a directory covers everything below it.
+	Include, Exclude []string
+	// Workers is how many packs are read at once; 0 picks a default.
+	Workers  int
+	Reporter Reporter
+	Stats    *Stats
+}
+
+// Result summarises a restore.
+type Result struct {
+	Files, Dirs, Others, Skipped int
+	Bytes                        int64
+	Errors                       int
+}
+
+type fileState struct {
+	path      string
+	node      *tree.Node
+	f         *os.File
+	remaining int // blobs still to write
+	failed    bool
+}
+
+type target struct {
+	file   *fileState
+	offset int64
+}
+
+type blobPlan struct {
+	loc     index.Location
+	targets []target
+}
+
+type dirMeta struct {
+	path string
+	node *tree.Node
+}
+
+type restorer struct {
+	r      *repo.Repository
+	o      Options
+	ctx    context.Context
+	isRoot bool
+
+	plan    map[crypto.ID][]*blobPlan // by pack
+	blobs   map[crypto.ID]*blobPlan   // by blob, to share a read among targets
+	dirs    []dirMeta
+	links   [][2]string // hard links to make: existing path, new path
+	inodes  map[[2]uint64]string
+	created map[string]bool // directories this restore made or checked
+
+	mu     sync.Mutex
+	errors atomic.Int64
+	res    Result
+}
+
+// Restore restores job into o.Target.
+func Restore(ctx context.Context, r *repo.Repository, job *repo.Job, o Options) (Result, error) {
+	if o.Stats == nil {
+		o.Stats = &Stats{}
+	}
+	for _, p := range append(slices.Clone(o.Include), o.Exclude...) {
+		if !doublestar.ValidatePattern(p) {
+			return Result{}, fmt.Errorf("invalid pattern %q", p)
+		}
+	}
+	rs := &restorer{r: r, o: o, ctx: ctx, isRoot: os.Geteuid() == 0, plan: map[crypto.ID][]*blobPlan{},
+		blobs: map[crypto.ID]*blobPlan{}, inodes: map[[2]uint64]string{}, created: map[string]bool{}}
+	if err := os.MkdirAll(o.Target, 0o755); err != nil {
+		return Result{}, fmt.Errorf("restore location: %w", err)
+	}
+	rs.created[o.Target] = true
+	root, err := r.LoadTree(ctx, job.Tree)
+	if err != nil {
+		return Result{}, fmt.Errorf("job %d: %w", job.Number, err)
+	}
+	if err := rs.walk(root, o.Target, "", false); err != nil {
+		return rs.res, err
+	}
+	rs.readPacks()
+	if err := ctx.Err(); err != nil {
+		return rs.res, err
+	}
+	for _, l := range rs.links {
+		_ = removeNonDir(l[1])
+		if err := os.Link(l[0], l[1]); err != nil {
+			rs.fail(l[1], fmt.Errorf("hard link: %w", unwrapPath(err)))
+		}
+	}
+	// Directories last, deepest first, so writing into them does not
+	// change their times again.
+	for i := len(rs.dirs) - 1; i >= 0; i-- {
+		rs.setMeta(rs.dirs[i].path, rs.dirs[i].node)
+	}
+	rs.res.Errors = int(rs.errors.Load())
+	return rs.res, nil
+}
+
+func (rs *restorer) fail(path string, err error) {
+	rs.errors.Add(1)
+	if rs.o.Reporter != nil {
+		rs.o.Reporter.Error(path, err)
+	}
+}
+
+func (rs *restorer) warn(path, msg string) {
+	if rs.o.Reporter != nil {
+		rs.o.Reporter.Warning(path, msg)
+	}
+}
+
+// selected says whether rel is restored: included (or below an include), not
+// excluded. descend says whether anything below rel might be.
+func (rs *restorer) selected(rel string, underInclude bool) (sel, descend bool) {
+	for _, p := range rs.o.Exclude {
+		if ok, _ := doublestar.Match(p, rel); ok {
+			return false, false
+		}
+	}
+	if len(rs.o.Include) == 0 || underInclude {
+		return true, true
+	}
+	for _, p := range rs.o.Include {
+		if ok, _ := doublestar.Match(p, rel); ok {
+			return true, true
+		}
+	}
+	return false, true
+}
+
+func (rs *restorer) walk(t *tree.Tree, dir, rel string, underInclude bool) error {
+	for i := range t.Nodes {
+		if err := rs.ctx.Err(); err != nil {
+			return err
+		}
+		n := &t.Nodes[i]
+		if !tree.ValidName(n.Name) { // the decoder refuses these; never trust one layer alone
+			rs.fail(filepath.Join(dir, n.Name), errors.New("refused an invalid name"))
+			continue
+		}
+		crel := n.Name
+		if rel != "" {
+			crel = rel + "/" + n.Name
+		}
+		sel, descend := rs.selected(crel, underInclude)
+		path := filepath.Join(dir, n.Name)
+		if n.Type == tree.Dir {
+			if !descend {
+				continue
+			}
+			sub, err := rs.r.LoadTree(rs.ctx, n.Subtree)
+			if err != nil {
+				rs.fail(path, fmt.Errorf("directory listing unreadable, its content is not restored: %w", err))
+				continue
+			}
+			if sel {
+				if err := rs.ensureDir(path); err != nil {
+					rs.fail(path, err)
+					continue
+				}
+				rs.dirs = append(rs.dirs, dirMeta{path, n})
+				rs.res.Dirs++
+			}
+			if err := rs.walk(sub, path, crel, sel && len(rs.o.Include) > 0 || underInclude); err != nil {
+				return err
+			}
+			continue
+		}
+		if !sel {
+			continue
+		}
+		if err := rs.ensureDir(dir); err != nil {
+			rs.fail(path, err)
+			continue
+		}
+		rs.entry(path, n)
+	}
+	return nil
+}
+
+// ensureDir makes dir (and its parents inside the target) a real directory,
+// replacing whatever else is in the way.
+func (rs *restorer) ensureDir(dir string) error {
+	if rs.created[dir] {
+		return nil
+	}
+	if parent := filepath.Dir(dir); parent != dir && strings.HasPrefix(dir, rs.o.Target+string(filepath.Separator)) {
+		if err := rs.ensureDir(parent); err != nil {
+			return err
+		}
+	}
+	fi, err := os.Lstat(dir)
+	switch {
+	case err == nil && fi.IsDir():
+	case err == nil:
+		if err := os.Remove(dir); err != nil {
+			return fmt.Errorf("replace %s by a directory: %w", fi.Mode().Type(), unwrapPath(err))
+		}
+		fallthrough
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return unwrapPath(err)
+		}
+	default:
+		return unwrapPath(err)
+	}
+	rs.created[dir] = true
+	return nil
+}
+
+// removeNonDir clears the way for a new non-directory entry.
+func removeNonDir(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil
+	}
+	if fi.IsDir() {
+		return os.RemoveAll(path)
+	}
+	return os.Remove(path)
+}
+
+func (rs *restorer) entry(path string, n *tree.Node) {
+	if n.Type != tree.Dir && n.Links > 1 {
+		key := [2]uint64{n.Device, n.Inode}
+		if first, ok := rs.inodes[key]; ok {
+			rs.links = append(rs.links, [2]string{first, path})
+			return
+		}
+		rs.inodes[key] = path
+	}
+	switch n.Type {
+	case tree.File:
+		rs.file(path, n)
+	case tree.Symlink:
+		rs.res.Others++
+		if err := removeNonDir(path); err != nil {
+			rs.fail(path, err)
+			return
+		}
+		if err := os.Symlink(n.Target, path); err != nil {
+			rs.fail(path, unwrapPath(err))
+			return
+		}
+		rs.setMeta(path, n)
+	case tree.Fifo, tree.CharDev, tree.BlockDev, tree.Socket:
+		rs.res.Others++
+		if n.Type == tree.Socket {
+			return // a socket belongs to a running program; nothing to restore
+		}
+		if (n.Type == tree.CharDev || n.Type == tree.BlockDev) && !rs.isRoot {
+			rs.warn(path, "device not restored: only root can create devices")
+			return
+		}
+		if err := removeNonDir(path); err != nil {
+			rs.fail(path, err)
+			return
+		}
+		mode := uint32(unix.S_IFIFO)
+		switch n.Type {
+		case tree.CharDev:
+			mode = unix.S_IFCHR
+		case tree.BlockDev:
+			mode = unix.S_IFBLK
+		}
+		if err := unix.Mknod(path, mode|0o600, int(n.Rdev)); err != nil {
+			rs.fail(path, err)
+			return
+		}
+		rs.setMeta(path, n)
+	}
+}
+
+func (rs *restorer) file(path string, n *tree.Node) {
+	rs.res.Files++
+	rs.o.Stats.Files.Add(1)
+	locs := make([]index.Location, len(n.Content))
+	var size int64
+	for i, id := range n.Content {
+		loc, ok := rs.r.Index().Lookup(id)
+		if !ok {
+			rs.fail(path, fmt.Errorf("chunk %v is missing from the repository; file not restored", id.Short()))
+			return
+		}
+		locs[i] = loc
+		size += int64(loc.RawLen)
+	}
+	if size != int64(n.Size) {
+		rs.fail(path, fmt.Errorf("%w: chunks add up to %d bytes, the file had %d", repo.ErrDamaged, size, n.Size))
+		return
+	}
+	if rs.sameContent(path, n, locs) {
+		rs.res.Skipped++
+		rs.o.Stats.FilesSkipped.Add(1)
+		rs.setMeta(path, n)
+		return
+	}
+	if err := removeNonDir(path); err != nil {
+		rs.fail(path, err)
+		return
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		rs.fail(path, unwrapPath(err))
+		return
+	}
+	if size > 0 {
+		// Pre-size the file: chunks land at their offsets in any order,
+		// and chunks of zeros are simply not written (holes).
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			rs.fail(path, err)
+			return
+		}
+	}
+	rs.res.Bytes += size
+	rs.o.Stats.BytesTotal.Add(size)
+	if len(n.Content) == 0 {
+		f.Close()
+		rs.setMeta(path, n)
+		return
+	}
+	fsState := &fileState{path: path, node: n, f: f, remaining: len(n.Content)}
+	var off int64
+	for _, loc := range locs {
+		bp := rs.blobs[loc.ID]
+		if bp == nil {
+			bp = &blobPlan{loc: loc}
+			rs.blobs[loc.ID] = bp
+			rs.plan[loc.PackID] = append(rs.plan[loc.PackID], bp)
+		}
+		bp.targets = append(bp.targets, target{file: fsState, offset: off})
+		off += int64(loc.RawLen)
+	}
+}
+
+// sameContent reports whether an existing file already holds exactly the
+// job's content, checked chunk by chunk against the chunk IDs.
+func (rs *restorer) sameContent(path string, n *tree.Node, locs []index.Location) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(n.Size) {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	key := rs.r.Key()
+	var buf []byte
+	for _, loc := range locs {
+		if cap(buf) < int(loc.RawLen) {
+			buf = make([]byte, loc.RawLen)
+		}
+		b := buf[:loc.RawLen]
+		if _, err := io.ReadFull(f, b); err != nil || key.Hash(b) != loc.ID {
+			return false
+		}
+	}
+	return true
+}
+
+// readPacks reads every planned pack, a few at a time.
+func (rs *restorer) readPacks() {
+	packs := make([]crypto.ID, 0, len(rs.plan))
+	for id := range rs.plan {
+		packs = append(packs, id)
+	}
+	slices.SortFunc(packs, func(a, b crypto.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
+	workers := rs.o.Workers
+	if workers <= 0 {
+		workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	work := make(chan crypto.ID)
+	var wg sync.WaitGroup
+	for range min(workers, max(1, len(packs))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				rs.readPack(id, rs.plan[id])
+			}
+		}()
+	}
+	for _, id := range packs {
+		if rs.ctx.Err() != nil {
+			break
+		}
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+}
+
+// maxGap is the most unneeded bytes read to join two ranges of a pack into
+// one read: cheaper than another request on every backend.
+const maxGap = 256 << 10
+
+func (rs *restorer) readPack(packID crypto.ID, blobs []*blobPlan) {
+	slices.SortFunc(blobs, func(a, b *blobPlan) int { return int(a.loc.Offset) - int(b.loc.Offset) })
+	h := backend.Handle{Type: backend.Data, Name: packID.String()}
+	var buf []byte
+	for start := 0; start < len(blobs); {
+		end := start + 1
+		for end < len(blobs) && int64(blobs[end].loc.Offset)-int64(blobs[end-1].loc.Offset+blobs[end-1].loc.Length) <= maxGap &&
+			blobs[end].loc.Offset+blobs[end].loc.Length-blobs[start].loc.Offset <= 32<<20 {
+			end++
+		}
+		first, last := blobs[start].loc, blobs[end-1].loc
+		data, err := rs.r.Backend().Load(rs.ctx, h, int64(first.Offset), int64(last.Offset+last.Length-first.Offset))
+		for _, bp := range blobs[start:end] {
+			var plain []byte
+			if err == nil {
+				rel := bp.loc.Offset - first.Offset
+				plain, err = rs.r.DecodeBlob(bp.loc, data[rel:rel+bp.loc.Length], buf[:0])
+				if err == nil {
+					buf = plain
+				}
+			}
+			rs.deliver(bp, plain, err)
+			err = nil
+			if rs.ctx.Err() != nil {
+				return
+			}
+		}
+		// A failed read fails every blob of the range, reported per file.
+		start = end
+	}
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (rs *restorer) deliver(bp *blobPlan, plain []byte, err error) {
+	zero := err == nil && isZero(plain)
+	for _, t := range bp.targets {
+		fs := t.file
+		if err == nil && !zero {
+			if _, werr := fs.f.WriteAt(plain, t.offset); werr != nil {
+				err = werr
+			} else {
+				rs.o.Stats.BytesWritten.Add(int64(len(plain)))
+			}
+		}
+		rs.mu.Lock()
+		if err != nil && !fs.failed {
+			fs.failed = true
+			rs.fail(fs.path, fmt.Errorf("content not restored correctly: %w", err))
+		}
+		fs.remaining--
+		done := fs.remaining == 0
+		rs.mu.Unlock()
+		if done {
+			if cerr := fs.f.Close(); cerr != nil && !fs.failed {
+				rs.fail(fs.path, cerr)
+			}
+			rs.setMeta(fs.path, fs.node)
+		}
+	}
+}
+
+// setMeta applies owner, mode, extended attributes and times; times last,
+// since the others change the ctime and some the mtime.
+func (rs *restorer) setMeta(path string, n *tree.Node) {
+	if rs.isRoot {
+		if err := os.Lchown(path, int(n.UID), int(n.GID)); err != nil {
+			rs.warn(path, fmt.Sprintf("owner not restored: %v", unwrapPath(err)))
+		}
+	}
+	if n.Type != tree.Symlink {
+		if err := unix.Chmod(path, n.Mode&0o7777); err != nil {
+			rs.warn(path, fmt.Sprintf("mode not restored: %v", err))
+		}
+	}
+	for _, x := range n.XAttrs {
+		if err := unix.Lsetxattr(path, x.Name, x.Value, 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			rs.warn(path, fmt.Sprintf("extended attribute %s not restored: %v", x.Name, err))
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		rs.warn(path, fmt.Sprintf("times not restored: %v", err))
+	}
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
