@@ -145,4 +145,3 @@ func compareTrees(a, b string) error {
 		return nil
 	})
 }
-

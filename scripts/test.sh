@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every check and test RunUp has: formatting, vet, staticcheck, unit
+# and end-to-end tests with the race detector, and a short run of each fuzz
+# target. FUZZTIME=1m scripts/test.sh fuzzes longer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:$(go env GOPATH)/bin"
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted"
+  exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== staticcheck"
+if command -v staticcheck >/dev/null; then
+  staticcheck ./...
+else
+  echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"
+  exit 1
+fi
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+echo "== fuzz (${FUZZTIME:=8s} each)"
+for target in \
+  ./internal/pack:FuzzReadHeader ./internal/pack:FuzzParseHeader \
+  ./internal/index:FuzzDecode ./internal/tree:FuzzDecode \
+  ./internal/config:FuzzParse; do
+  pkg=${target%%:*}
+  fn=${target##*:}
+  go test -run='^$' -fuzz="^$fn\$" -fuzztime="$FUZZTIME" "$pkg" >/dev/null
+  echo "ok  $pkg $fn"
+done
+echo "all checks passed"
