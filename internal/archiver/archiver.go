@@ -424,7 +424,9 @@ func (a *archiver) treeSaver() {
 }
 
 func (a *archiver) fileWorker() {
-	buf := make([]byte, 2*chunker.MaxSize)
+	// One MaxSize window per worker: the chunker is far from the bottleneck,
+	// and memory is a feature.
+	buf := make([]byte, chunker.MaxSize)
 	ch, err := chunker.New(a.r.Key().Chunker[:], buf)
 	if err != nil {
 		a.fail(err)

@@ -100,7 +100,12 @@ func (e *env) plans(args []string, adhocProject string) ([]plan, error) {
 	}
 	for i := range plans {
 		p := &plans[i]
-		p.base, p.inCtx = e.dir, true
+		// Paths given on the command line are kept whole, as they have no
+		// config directory to be relative to.
+		p.base, p.inCtx = e.dir, e.cfg != nil
+		if e.cfg == nil {
+			p.base = "/"
+		}
 		for _, abs := range p.paths {
 			if rel, err := filepath.Rel(e.dir, abs); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
 				p.base, p.inCtx = "/", false

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -26,6 +27,7 @@ type globals struct {
 	passwordFile string
 	json         bool
 	quiet        bool
+	cpuProfile   string
 
 	stdin  io.Reader
 	stdout io.Writer
@@ -87,6 +89,22 @@ ones store only new or changed data, yet every job restores as a full backup.`,
 	f.StringVar(&g.passwordFile, "password-file", "", "read the repository password from this file (else $RUNUP_PASSWORD)")
 	f.BoolVar(&g.json, "json", false, "print results as JSON")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
+	f.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
+	_ = f.MarkHidden("cpu-profile")
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if g.cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(g.cpuProfile)
+		if err != nil {
+			return usageErr(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		cobra.OnFinalize(func() { pprof.StopCPUProfile(); f.Close() })
+		return nil
+	}
 	root.AddCommand(newInit(g), newBackup(g), newRestore(g))
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)

@@ -81,6 +81,17 @@ func (w *Writer) Add(t BlobType, f Flags, id crypto.ID, rawLen int, sealed []byt
 	w.buf.Write(sealed)
 }
 
+// AddSealed appends a blob that seal writes straight into the pack's
+// buffer, saving a copy; seal must append to dst and return the result.
+func (w *Writer) AddSealed(t BlobType, f Flags, id crypto.ID, rawLen int, seal func(dst []byte) []byte) int {
+	start := w.buf.Len()
+	b := seal(w.buf.AvailableBuffer())
+	w.buf.Write(b)
+	n := w.buf.Len() - start
+	w.blobs = append(w.blobs, Blob{Type: t, Flags: f, ID: id, Offset: uint32(start), Length: uint32(n), RawLen: uint32(rawLen)})
+	return n
+}
+
 // Finish seals the header and returns the pack's bytes and its blobs. The
 // Writer must not be used afterwards.
 func (w *Writer) Finish(key *crypto.MasterKey) ([]byte, []Blob) {

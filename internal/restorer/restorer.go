@@ -73,12 +73,37 @@ type Result struct {
 	Errors                       int
 }
 
+// fileState follows one file through the content phase. The file is
+// created when its first chunk arrives and opened only for each write, so a
+// restore of a million files never holds more descriptors than workers.
 type fileState struct {
 	path      string
 	node      *tree.Node
-	f         *os.File
-	remaining int // blobs still to write
+	size      int64
+	openMu    sync.Mutex
+	created   bool
+	remaining int // blobs still to write, under restorer.mu
 	failed    bool
+}
+
+// open creates and pre-sizes the file on first use: chunks land at their
+// offsets in any order, and chunks of zeros are never written (holes).
+func (fs *fileState) open() (*os.File, error) {
+	fs.openMu.Lock()
+	defer fs.openMu.Unlock()
+	if fs.created {
+		return os.OpenFile(fs.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	}
+	f, err := os.OpenFile(fs.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(fs.size); err != nil {
+		f.Close()
+		return nil, err
+	}
+	fs.created = true
+	return f, nil
 }
 
 type target struct {
@@ -108,6 +133,8 @@ type restorer struct {
 	links   [][2]string // hard links to make: existing path, new path
 	inodes  map[[2]uint64]string
 	created map[string]bool // directories this restore made or checked
+	fresh   map[string]bool // directories this restore made: empty before it
+	uid, gid int
 
 	mu     sync.Mutex
 	errors atomic.Int64
@@ -125,7 +152,8 @@ func Restore(ctx context.Context, r *repo.Repository, job *repo.Job, o Options) 
 		}
 	}
 	rs := &restorer{r: r, o: o, ctx: ctx, isRoot: os.Geteuid() == 0, plan: map[crypto.ID][]*blobPlan{},
-		blobs: map[crypto.ID]*blobPlan{}, inodes: map[[2]uint64]string{}, created: map[string]bool{}}
+		blobs: map[crypto.ID]*blobPlan{}, inodes: map[[2]uint64]string{}, created: map[string]bool{},
+		fresh: map[string]bool{}, uid: os.Geteuid(), gid: os.Getegid()}
 	if err := os.MkdirAll(o.Target, 0o755); err != nil {
 		return Result{}, fmt.Errorf("restore location: %w", err)
 	}
@@ -261,6 +289,7 @@ func (rs *restorer) ensureDir(dir string) error {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			return unwrapPath(err)
 		}
+		rs.fresh[dir] = true
 	default:
 		return unwrapPath(err)
 	}
@@ -349,38 +378,31 @@ func (rs *restorer) file(path string, n *tree.Node) {
 		rs.fail(path, fmt.Errorf("%w: chunks add up to %d bytes, the file had %d", repo.ErrDamaged, size, n.Size))
 		return
 	}
-	if rs.sameContent(path, n, locs) {
-		rs.res.Skipped++
-		rs.o.Stats.FilesSkipped.Add(1)
-		rs.setMeta(path, n)
-		return
-	}
-	if err := removeNonDir(path); err != nil {
-		rs.fail(path, err)
-		return
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		rs.fail(path, unwrapPath(err))
-		return
-	}
-	if size > 0 {
-		// Pre-size the file: chunks land at their offsets in any order,
-		// and chunks of zeros are simply not written (holes).
-		if err := f.Truncate(size); err != nil {
-			f.Close()
+	if !rs.fresh[filepath.Dir(path)] {
+		if rs.sameContent(path, n, locs) {
+			rs.res.Skipped++
+			rs.o.Stats.FilesSkipped.Add(1)
+			rs.setMeta(path, n)
+			return
+		}
+		if err := removeNonDir(path); err != nil {
 			rs.fail(path, err)
 			return
 		}
 	}
 	rs.res.Bytes += size
 	rs.o.Stats.BytesTotal.Add(size)
+	fsState := &fileState{path: path, node: n, size: size, remaining: len(n.Content)}
 	if len(n.Content) == 0 {
+		f, err := fsState.open()
+		if err != nil {
+			rs.fail(path, unwrapPath(err))
+			return
+		}
 		f.Close()
 		rs.setMeta(path, n)
 		return
 	}
-	fsState := &fileState{path: path, node: n, f: f, remaining: len(n.Content)}
 	var off int64
 	for _, loc := range locs {
 		bp := rs.blobs[loc.ID]
@@ -467,9 +489,11 @@ func (rs *restorer) readPack(packID crypto.ID, blobs []*blobPlan) {
 			end++
 		}
 		first, last := blobs[start].loc, blobs[end-1].loc
-		data, err := rs.r.Backend().Load(rs.ctx, h, int64(first.Offset), int64(last.Offset+last.Length-first.Offset))
+		// A failed read fails every blob of the range, reported per file.
+		data, loadErr := rs.r.Backend().Load(rs.ctx, h, int64(first.Offset), int64(last.Offset+last.Length-first.Offset))
 		for _, bp := range blobs[start:end] {
 			var plain []byte
+			err := loadErr
 			if err == nil {
 				rel := bp.loc.Offset - first.Offset
 				plain, err = rs.r.DecodeBlob(bp.loc, data[rel:rel+bp.loc.Length], buf[:0])
@@ -478,12 +502,10 @@ func (rs *restorer) readPack(packID crypto.ID, blobs []*blobPlan) {
 				}
 			}
 			rs.deliver(bp, plain, err)
-			err = nil
 			if rs.ctx.Err() != nil {
 				return
 			}
 		}
-		// A failed read fails every blob of the range, reported per file.
 		start = end
 	}
 }
@@ -507,34 +529,44 @@ func (rs *restorer) deliver(bp *blobPlan, plain []byte, err error) {
 	zero := err == nil && isZero(plain)
 	for _, t := range bp.targets {
 		fs := t.file
-		if err == nil && !zero {
-			if _, werr := fs.f.WriteAt(plain, t.offset); werr != nil {
-				err = werr
-			} else {
-				rs.o.Stats.BytesWritten.Add(int64(len(plain)))
-			}
+		werr := err
+		if werr == nil {
+			werr = rs.write(fs, plain, t.offset, zero)
 		}
 		rs.mu.Lock()
-		if err != nil && !fs.failed {
+		if werr != nil && !fs.failed {
 			fs.failed = true
-			rs.fail(fs.path, fmt.Errorf("content not restored correctly: %w", err))
+			rs.fail(fs.path, fmt.Errorf("content not restored correctly: %w", werr))
 		}
 		fs.remaining--
 		done := fs.remaining == 0
 		rs.mu.Unlock()
 		if done {
-			if cerr := fs.f.Close(); cerr != nil && !fs.failed {
-				rs.fail(fs.path, cerr)
-			}
 			rs.setMeta(fs.path, fs.node)
 		}
 	}
 }
 
+func (rs *restorer) write(fs *fileState, plain []byte, off int64, zero bool) error {
+	f, err := fs.open()
+	if err != nil {
+		return unwrapPath(err)
+	}
+	if !zero {
+		if _, err = f.WriteAt(plain, off); err == nil {
+			rs.o.Stats.BytesWritten.Add(int64(len(plain)))
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // setMeta applies owner, mode, extended attributes and times; times last,
 // since the others change the ctime and some the mtime.
 func (rs *restorer) setMeta(path string, n *tree.Node) {
-	if rs.isRoot {
+	if rs.isRoot && (int(n.UID) != rs.uid || int(n.GID) != rs.gid) {
 		if err := os.Lchown(path, int(n.UID), int(n.GID)); err != nil {
 			rs.warn(path, fmt.Sprintf("owner not restored: %v", unwrapPath(err)))
 		}
