@@ -226,4 +226,3 @@ func medianInt(xs []int64) int64 {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
-

@@ -135,7 +135,7 @@ func Backup(ctx context.Context, r *repo.Repository, o Options) (*repo.Job, erro
 		files:     make(chan *fileTask, 256),
 		blobs:     make(chan blobTask, 2*runtime.GOMAXPROCS(0)),
 		dirs:      make(chan *dirTask, 1024),
-		blobSlots: make(chan struct{}, 3*runtime.GOMAXPROCS(0)+2),
+		blobSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0)+1),
 	}
 
 	var rootID crypto.ID
@@ -426,17 +426,31 @@ func (a *archiver) treeSaver() {
 func (a *archiver) fileWorker() {
 	// One MaxSize window per worker: the chunker is far from the bottleneck,
 	// and memory is a feature.
-	buf := make([]byte, chunker.MaxSize)
-	ch, err := chunker.New(a.r.Key().Chunker[:], buf)
-	if err != nil {
-		a.fail(err)
-	}
+	ch := &lazyChunker{key: a.r.Key().Chunker[:]}
 	for t := range a.files {
-		if a.ctx.Err() == nil && err == nil {
+		if a.ctx.Err() == nil {
 			a.saveFile(ch, t)
 		}
 		t.wg.Done()
 	}
+}
+
+// lazyChunker allocates a worker's chunker window on its first large file
+// only: a tree of small files never needs the 8 MiB.
+type lazyChunker struct {
+	key []byte
+	c   *chunker.Chunker
+}
+
+func (l *lazyChunker) get() (*chunker.Chunker, error) {
+	if l.c == nil {
+		c, err := chunker.New(l.key, make([]byte, chunker.MaxSize))
+		if err != nil {
+			return nil, err
+		}
+		l.c = c
+	}
+	return l.c, nil
 }
 
 func (a *archiver) getBuf() (*[]byte, bool) {
@@ -482,7 +496,7 @@ func (a *archiver) chunk(id crypto.ID, data []byte, buf *[]byte) bool {
 	}
 }
 
-func (a *archiver) saveFile(ch *chunker.Chunker, t *fileTask) {
+func (a *archiver) saveFile(ch *lazyChunker, t *fileTask) {
 	n := t.node
 	f, err := openFile(t.abs)
 	if err != nil {
@@ -565,8 +579,12 @@ func (a *archiver) saveFile(ch *chunker.Chunker, t *fileTask) {
 	}
 }
 
-func (a *archiver) chunkStream(ch *chunker.Chunker, f io.Reader) ([]crypto.ID, int64, error) {
+func (a *archiver) chunkStream(lc *lazyChunker, f io.Reader) ([]crypto.ID, int64, error) {
 	key := a.r.Key()
+	ch, err := lc.get()
+	if err != nil {
+		return nil, 0, err
+	}
 	ch.Reset(f)
 	var content []crypto.ID
 	var read int64

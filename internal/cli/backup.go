@@ -136,11 +136,11 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 	if err != nil {
 		return usageErr(err)
 	}
-	r, err := e.openRepo(ctx, repo.Options{Compression: comp})
+	r, err := e.open(ctx, repo.Options{Compression: comp, Uploads: e.uploads()}, sharedLock, "backup")
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer r.close()
 	if n, problems, err := r.AdoptPacks(ctx); err != nil {
 		return err
 	} else {
@@ -174,7 +174,7 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 				progress.Bytes(stats.BytesRead.Load()), progress.Rate(stats.BytesRead.Load(), time.Since(start)),
 				progress.Bytes(stats.BytesAdded.Load()))
 		})
-		j, err := archiver.Backup(ctx, r, archiver.Options{
+		j, err := archiver.Backup(ctx, r.Repository, archiver.Options{
 			Project: p.project, Base: p.base, Paths: p.paths, Written: p.written, Filter: p.filter,
 			Parent: parent, Force: o.force, Tags: o.tags, Host: host, Program: "runup " + Version,
 			Reporter: rep, Stats: stats, InContext: p.inCtx,

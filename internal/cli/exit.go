@@ -63,6 +63,8 @@ func exitCode(err error) int {
 		return ExitInterrupted
 	case errors.As(err, &ce), errors.Is(err, config.ErrNotFound):
 		return ExitUsage
+	case errors.Is(err, repo.ErrLocked):
+		return ExitLocked
 	case errors.Is(err, repo.ErrNotFound):
 		return ExitNoRepo
 	case errors.Is(err, repo.ErrWrongPassword), errors.Is(err, repo.ErrNoPassword):

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"golang.org/x/term"
@@ -72,12 +74,25 @@ func (e *env) localRepoDir() string {
 	return e.repoLoc
 }
 
+// uploads is how many packs to write at once: one suffices for a local
+// disk, and each costs a pack of memory.
+func (e *env) uploads() int {
+	if isURL(e.repoLoc) {
+		return 0
+	}
+	return 1
+}
+
 func (e *env) backend() (backend.Backend, error) {
 	if isURL(e.repoLoc) {
 		scheme := e.repoLoc[:strings.Index(e.repoLoc, "://")]
 		return nil, usageErr(fmt.Errorf("repository %s: %s:// repositories are not supported yet; use a local path", e.repoLoc, scheme))
 	}
-	return local.Open(e.repoLoc)
+	be, err := local.Open(e.repoLoc)
+	if err != nil {
+		return nil, err
+	}
+	return wrapBackend(be)
 }
 
 // password finds the password without asking: RUNUP_PASSWORD, then
@@ -122,7 +137,56 @@ func promptPassword(prompt string) ([]byte, error) {
 	return pw, err
 }
 
-// openRepo opens the repository and loads its index.
+// lockKind is the lock a command holds while it works.
+type lockKind int
+
+const (
+	noLock lockKind = iota
+	sharedLock
+	exclusiveLock
+)
+
+// session is an open repository and the lock held on it.
+type session struct {
+	*repo.Repository
+	lock *repo.Lock
+}
+
+// close releases the lock and the backend.
+func (s *session) close() {
+	if s.lock != nil {
+		_ = s.lock.Unlock()
+	}
+	_ = s.Repository.Close()
+}
+
+// open opens the repository, takes the lock, then loads the index (so a
+// concurrent prune cannot change it under us).
+func (e *env) open(ctx context.Context, o repo.Options, lk lockKind, command string) (*session, error) {
+	r, err := e.openRepo(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{Repository: r}
+	if lk != noLock {
+		s.lock, err = r.Lock(ctx, repo.LockOptions{Exclusive: lk == exclusiveLock, Command: command, Wait: e.g.lockWait})
+		if err != nil {
+			_ = r.Close()
+			return nil, withCode(ExitLocked, err)
+		}
+	}
+	problems, err := r.LoadIndex(ctx)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	for _, p := range problems {
+		fmt.Fprintf(e.g.stderr, "warning: %v (run 'runup check', then 'runup repair index')\n", p)
+	}
+	return s, nil
+}
+
+// openRepo opens the repository without locking it or loading its index.
 func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, error) {
 	be, err := e.backend()
 	if err != nil {
@@ -135,6 +199,10 @@ func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, e
 		}
 		return promptPassword(fmt.Sprintf("Password for %s: ", e.repoLoc))
 	}, o)
+	// The key derivation's 64 MiB are garbage now: hand them back before
+	// the real work, so they do not add to its peak memory.
+	runtime.GC()
+	debug.FreeOSMemory()
 	if err != nil {
 		switch {
 		case errors.Is(err, repo.ErrNotFound):
@@ -145,13 +213,6 @@ func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, e
 			return nil, fmt.Errorf("%s: %w: no key of the repository opens with it", e.repoLoc, err)
 		}
 		return nil, err
-	}
-	problems, err := r.LoadIndex(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range problems {
-		fmt.Fprintf(e.g.stderr, "warning: %v (run 'runup check')\n", p)
 	}
 	return r, nil
 }

@@ -65,11 +65,11 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 	if err != nil {
 		return err
 	}
-	r, err := e.openRepo(ctx, repo.Options{})
+	r, err := e.open(ctx, repo.Options{}, sharedLock, "restore")
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer r.close()
 	jobs, problems, err := r.Jobs(ctx)
 	if err != nil {
 		return err
@@ -126,7 +126,7 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 				progress.Bytes(stats.BytesWritten.Load()), progress.Bytes(stats.BytesTotal.Load()),
 				progress.Rate(stats.BytesWritten.Load(), time.Since(start)))
 		})
-		res, err := restorer.Restore(ctx, r, j, restorer.Options{Target: loc, Include: o.include, Exclude: o.exclude,
+		res, err := restorer.Restore(ctx, r.Repository, j, restorer.Options{Target: loc, Include: o.include, Exclude: o.exclude,
 			Reporter: rep, Stats: stats})
 		line.Stop()
 		if err != nil {

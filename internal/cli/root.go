@@ -9,9 +9,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -28,6 +30,7 @@ type globals struct {
 	json         bool
 	quiet        bool
 	cpuProfile   string
+	lockWait     time.Duration
 
 	stdin  io.Reader
 	stdout io.Writer
@@ -36,6 +39,12 @@ type globals struct {
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
+	if os.Getenv("GOGC") == "" {
+		// Most of what RunUp allocates is large byte buffers with no
+		// pointers: collecting often is cheap, and it keeps peak memory
+		// near the live heap instead of twice it (docs/benchmarks.md).
+		debug.SetGCPercent(25)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
@@ -89,6 +98,7 @@ ones store only new or changed data, yet every job restores as a full backup.`,
 	f.StringVar(&g.passwordFile, "password-file", "", "read the repository password from this file (else $RUNUP_PASSWORD)")
 	f.BoolVar(&g.json, "json", false, "print results as JSON")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
+	f.DurationVar(&g.lockWait, "lock-wait", 0, "wait this long for a lock held by another process (e.g. 5m)")
 	f.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
 	_ = f.MarkHidden("cpu-profile")
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
@@ -105,7 +115,7 @@ ones store only new or changed data, yet every job restores as a full backup.`,
 		cobra.OnFinalize(func() { pprof.StopCPUProfile(); f.Close() })
 		return nil
 	}
-	root.AddCommand(newInit(g), newBackup(g), newRestore(g))
+	root.AddCommand(newInit(g), newBackup(g), newRestore(g), newCheck(g), newRepair(g), newUnlock(g))
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)
 	}

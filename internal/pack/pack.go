@@ -8,7 +8,6 @@
 package pack
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -64,36 +63,37 @@ type Blob struct {
 
 // Writer accumulates one pack in memory. It is not safe for concurrent use.
 type Writer struct {
-	buf   bytes.Buffer
+	buf   []byte
 	blobs []Blob
 }
 
+// NewWriter starts a pack in buf's storage (its length is ignored), so
+// callers can reuse pack-sized buffers instead of growing new ones.
+func NewWriter(buf []byte) *Writer { return &Writer{buf: buf[:0]} }
+
 // Len is the pack's size so far, without its header.
-func (w *Writer) Len() int { return w.buf.Len() }
+func (w *Writer) Len() int { return len(w.buf) }
 
 // Count is the number of blobs added.
 func (w *Writer) Count() int { return len(w.blobs) }
 
 // Add appends a sealed blob.
 func (w *Writer) Add(t BlobType, f Flags, id crypto.ID, rawLen int, sealed []byte) {
-	w.blobs = append(w.blobs, Blob{Type: t, Flags: f, ID: id, Offset: uint32(w.buf.Len()),
-		Length: uint32(len(sealed)), RawLen: uint32(rawLen)})
-	w.buf.Write(sealed)
+	w.AddSealed(t, f, id, rawLen, func(dst []byte) []byte { return append(dst, sealed...) })
 }
 
 // AddSealed appends a blob that seal writes straight into the pack's
 // buffer, saving a copy; seal must append to dst and return the result.
 func (w *Writer) AddSealed(t BlobType, f Flags, id crypto.ID, rawLen int, seal func(dst []byte) []byte) int {
-	start := w.buf.Len()
-	b := seal(w.buf.AvailableBuffer())
-	w.buf.Write(b)
-	n := w.buf.Len() - start
+	start := len(w.buf)
+	w.buf = seal(w.buf)
+	n := len(w.buf) - start
 	w.blobs = append(w.blobs, Blob{Type: t, Flags: f, ID: id, Offset: uint32(start), Length: uint32(n), RawLen: uint32(rawLen)})
 	return n
 }
 
-// Finish seals the header and returns the pack's bytes and its blobs. The
-// Writer must not be used afterwards.
+// Finish seals the header and returns the pack's bytes (in the Writer's
+// buffer) and its blobs. The Writer must not be used afterwards.
 func (w *Writer) Finish(key *crypto.MasterKey) ([]byte, []Blob) {
 	hdr := make([]byte, 0, 1+binary.MaxVarintLen64+len(w.blobs)*entrySize)
 	hdr = append(hdr, headerVersion)
@@ -104,12 +104,10 @@ func (w *Writer) Finish(key *crypto.MasterKey) ([]byte, []Blob) {
 		hdr = binary.LittleEndian.AppendUint32(hdr, b.Length)
 		hdr = binary.LittleEndian.AppendUint32(hdr, b.RawLen)
 	}
-	sealed := key.Seal(nil, hdr)
-	w.buf.Write(sealed)
-	var n [4]byte
-	binary.LittleEndian.PutUint32(n[:], uint32(len(sealed)))
-	w.buf.Write(n[:])
-	return w.buf.Bytes(), w.blobs
+	n := len(w.buf)
+	w.buf = key.Seal(w.buf, hdr)
+	w.buf = binary.LittleEndian.AppendUint32(w.buf, uint32(len(w.buf)-n))
+	return w.buf, w.blobs
 }
 
 // ErrDamaged wraps every structural problem found in a pack.

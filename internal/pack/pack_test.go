@@ -10,7 +10,7 @@ import (
 )
 
 func makePack(t testing.TB, key *crypto.MasterKey, n int) ([]byte, []Blob, [][]byte) {
-	var w Writer
+	w := NewWriter(nil)
 	var plains [][]byte
 	for i := range n {
 		p := bytes.Repeat([]byte{byte(i)}, 100+i)

@@ -38,12 +38,28 @@ type packer struct {
 	wg       sync.WaitGroup
 	err      error
 	pending  []index.PackBlobs // uploaded, not yet in an index file
-	bufs     sync.Pool
+	bufs     sync.Pool         // compression scratch
+	packBufs sync.Pool         // pack-sized buffers, reused after upload
 }
 
 func newPacker(r *Repository, uploads int) *packer {
-	return &packer{r: r, inflight: map[crypto.ID]struct{}{}, sem: make(chan struct{}, uploads),
-		cur: [2]*pack.Writer{{}, {}}}
+	return &packer{r: r, inflight: map[crypto.ID]struct{}{}, sem: make(chan struct{}, uploads)}
+}
+
+// packCap fits a full pack, its header and the seal overhead.
+func (p *packer) packCap() int { return p.r.cfg.PackSize + 1<<20 }
+
+// newWriter starts a pack. A data pack gets a reused buffer large enough
+// for a full pack and its header, so it never grows by doubling;
+// tree packs are small and grow as needed.
+func (p *packer) newWriter(t pack.BlobType) *pack.Writer {
+	if t != pack.Data {
+		return pack.NewWriter(nil)
+	}
+	if b, ok := p.packBufs.Get().(*[]byte); ok {
+		return pack.NewWriter(*b)
+	}
+	return pack.NewWriter(make([]byte, 0, p.packCap()))
 }
 
 func (p *packer) fail(err error) {
@@ -99,15 +115,20 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, id crypto.ID
 
 	p.mu.Lock()
 	w := p.cur[t]
+	var full *pack.Writer
+	if w != nil && w.Count() > 0 && w.Len()+len(body)+r.key.Overhead() > r.cfg.PackSize {
+		// Close the pack before it would pass its size, so a pack buffer
+		// of PackSize always suffices.
+		full, w = w, nil
+	}
+	if w == nil {
+		w = p.newWriter(t)
+		p.cur[t] = w
+	}
 	// Sealing under the lock costs little (AES-GCM runs at GB/s) and saves
 	// an allocation and a copy per blob.
 	stored := w.AddSealed(t, flags, id, len(data), func(dst []byte) []byte { return r.key.Seal(dst, body) })
 	p.bufs.Put(scratch)
-	var full *pack.Writer
-	if w.Len() >= r.cfg.PackSize {
-		full = w
-		p.cur[t] = &pack.Writer{}
-	}
 	p.mu.Unlock()
 	if full != nil {
 		if err := p.upload(ctx, full); err != nil {
@@ -131,7 +152,12 @@ func (p *packer) upload(ctx context.Context, w *pack.Writer) error {
 	go func() {
 		defer p.wg.Done()
 		defer func() { <-p.sem }()
-		if err := p.r.be.Save(ctx, backend.Handle{Type: backend.Data, Name: id.String()}, data); err != nil && !errors.Is(err, backend.ErrExists) {
+		err := p.r.be.Save(ctx, backend.Handle{Type: backend.Data, Name: id.String()}, data)
+		if cap(data) == p.packCap() {
+			data = data[:0]
+			p.packBufs.Put(&data)
+		}
+		if err != nil && !errors.Is(err, backend.ErrExists) {
 			p.fail(fmt.Errorf("write pack %v: %w", id.Short(), err))
 			return
 		}
@@ -162,9 +188,9 @@ func (r *Repository) Flush(ctx context.Context) error {
 	p.mu.Lock()
 	var open []*pack.Writer
 	for t, w := range p.cur {
-		if w.Count() > 0 {
+		if w != nil && w.Count() > 0 {
 			open = append(open, w)
-			p.cur[t] = &pack.Writer{}
+			p.cur[t] = nil
 		}
 	}
 	p.mu.Unlock()

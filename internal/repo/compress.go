@@ -33,6 +33,11 @@ func ParseCompression(s string) (Compression, error) {
 	return 0, fmt.Errorf("unknown compression %q (want off, fastest, auto or max)", s)
 }
 
+// encoderWindow bounds each encoder's history. Almost every blob is
+// smaller (files under 512 KiB are one blob, chunks average 1 MiB), so a
+// larger window buys little ratio for a lot of memory.
+const encoderWindow = 2 << 20
+
 type compressor struct {
 	mode Compression
 	enc  *zstd.Encoder
@@ -49,7 +54,7 @@ func newCompressor(mode Compression) (*compressor, error) {
 	}
 	n := runtime.GOMAXPROCS(0)
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(n),
-		zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
+		zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(encoderWindow))
 	if err != nil {
 		return nil, err
 	}

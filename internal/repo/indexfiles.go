@@ -112,3 +112,87 @@ func (r *Repository) AdoptPacks(ctx context.Context) (int, []error, error) {
 	}
 	return len(found), problems, nil
 }
+
+// LoadIndexFile reads and decodes one index file without adding it to the
+// in-memory index.
+func (r *Repository) LoadIndexFile(ctx context.Context, name string) ([]index.PackBlobs, error) {
+	plain, err := r.loadSealed(ctx, backend.Handle{Type: backend.Index, Name: name})
+	if err != nil {
+		return nil, err
+	}
+	packs, err := index.Decode(plain)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDamaged, err)
+	}
+	return packs, nil
+}
+
+// RebuildIndex writes index files describing every pack from its header
+// alone, then removes the index files that existed before. New files are
+// durable before old ones go, so an interrupted rebuild loses nothing.
+// Packs whose header cannot be read are returned as problems.
+func (r *Repository) RebuildIndex(ctx context.Context) (packs int, problems []error, err error) {
+	var old []string
+	if err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
+		old = append(old, fi.Name)
+		return nil
+	}); err != nil {
+		return 0, nil, err
+	}
+	var files []backend.FileInfo
+	if err := r.be.List(ctx, backend.Data, func(fi backend.FileInfo) error {
+		files = append(files, fi)
+		return nil
+	}); err != nil {
+		return 0, nil, err
+	}
+	written := map[string]bool{}
+	var batch []index.PackBlobs
+	blobs := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		name, err := r.writeIndex(ctx, batch)
+		if err != nil {
+			return err
+		}
+		written[name] = true
+		batch, blobs = nil, 0
+		return nil
+	}
+	for _, fi := range files {
+		id, err := crypto.ParseID(fi.Name)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("data/%s: not a pack name", fi.Name))
+			continue
+		}
+		hdr, err := r.ReadPackHeader(ctx, id, fi.Size)
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return packs, problems, err
+			}
+			problems = append(problems, fmt.Errorf("pack %v: %w", id.Short(), err))
+			continue
+		}
+		batch = append(batch, index.PackBlobs{ID: id, Blobs: hdr})
+		blobs += len(hdr)
+		packs++
+		if blobs >= 100_000 {
+			if err := flush(); err != nil {
+				return packs, problems, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return packs, problems, err
+	}
+	for _, name := range old {
+		if !written[name] {
+			if err := r.be.Remove(ctx, backend.Handle{Type: backend.Index, Name: name}); err != nil {
+				return packs, problems, err
+			}
+		}
+	}
+	return packs, problems, nil
+}

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"runtime"
 	"sync"
 	"time"
 
@@ -51,7 +50,8 @@ type Config struct {
 type Options struct {
 	// Compression for new blobs; the zero value is CompressAuto.
 	Compression Compression
-	// Uploads is how many packs are written at once; 0 picks a default.
+	// Uploads is how many packs are written at once; 0 means 2. Each costs
+	// a pack of memory; a local disk needs only 1.
 	Uploads int
 }
 
@@ -225,7 +225,7 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 		}
 		uploads := o.Uploads
 		if uploads <= 0 {
-			uploads = max(2, runtime.GOMAXPROCS(0))
+			uploads = 2
 		}
 		r.packer = newPacker(r, uploads)
 		return r, nil

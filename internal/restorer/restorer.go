@@ -127,13 +127,13 @@ type restorer struct {
 	ctx    context.Context
 	isRoot bool
 
-	plan    map[crypto.ID][]*blobPlan // by pack
-	blobs   map[crypto.ID]*blobPlan   // by blob, to share a read among targets
-	dirs    []dirMeta
-	links   [][2]string // hard links to make: existing path, new path
-	inodes  map[[2]uint64]string
-	created map[string]bool // directories this restore made or checked
-	fresh   map[string]bool // directories this restore made: empty before it
+	plan     map[crypto.ID][]*blobPlan // by pack
+	blobs    map[crypto.ID]*blobPlan   // by blob, to share a read among targets
+	dirs     []dirMeta
+	links    [][2]string // hard links to make: existing path, new path
+	inodes   map[[2]uint64]string
+	created  map[string]bool // directories this restore made or checked
+	fresh    map[string]bool // directories this restore made: empty before it
 	uid, gid int
 
 	mu     sync.Mutex
@@ -478,6 +478,9 @@ func (rs *restorer) readPacks() {
 // one read: cheaper than another request on every backend.
 const maxGap = 256 << 10
 
+// maxRead bounds one joined read, and so the memory of each worker.
+const maxRead = 4 << 20
+
 func (rs *restorer) readPack(packID crypto.ID, blobs []*blobPlan) {
 	slices.SortFunc(blobs, func(a, b *blobPlan) int { return int(a.loc.Offset) - int(b.loc.Offset) })
 	h := backend.Handle{Type: backend.Data, Name: packID.String()}
@@ -485,7 +488,7 @@ func (rs *restorer) readPack(packID crypto.ID, blobs []*blobPlan) {
 	for start := 0; start < len(blobs); {
 		end := start + 1
 		for end < len(blobs) && int64(blobs[end].loc.Offset)-int64(blobs[end-1].loc.Offset+blobs[end-1].loc.Length) <= maxGap &&
-			blobs[end].loc.Offset+blobs[end].loc.Length-blobs[start].loc.Offset <= 32<<20 {
+			blobs[end].loc.Offset+blobs[end].loc.Length-blobs[start].loc.Offset <= maxRead {
 			end++
 		}
 		first, last := blobs[start].loc, blobs[end-1].loc

@@ -1,0 +1,82 @@
+// Package faulty wraps a backend to inject failures at chosen points of a
+// real run: it makes crash and outage tests deterministic, so that every
+// step of the commit order is tested rather than hoped for.
+package faulty
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/runup/runup/internal/backend"
+)
+
+// Action is what happens at the chosen save.
+type Action int
+
+// Actions.
+const (
+	KillBefore Action = iota // SIGKILL the process before save number N
+	KillAfter                // SIGKILL it after save N is durable
+	FailFrom                 // save N and every later one fail
+)
+
+// Backend counts saves and acts at number N (1-based).
+type Backend struct {
+	backend.Backend
+	action Action
+	n      int64
+	saves  atomic.Int64
+}
+
+// ErrInjected is the error of FailFrom.
+var ErrInjected = errors.New("injected failure")
+
+// Parse reads a spec like "kill-before:3", "kill-after:3" or "fail-from:2".
+func Parse(spec string) (Action, int64, error) {
+	name, num, ok := strings.Cut(spec, ":")
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || n < 1 {
+		return 0, 0, fmt.Errorf("fault spec %q: want kill-before:N, kill-after:N or fail-from:N", spec)
+	}
+	switch name {
+	case "kill-before":
+		return KillBefore, n, nil
+	case "kill-after":
+		return KillAfter, n, nil
+	case "fail-from":
+		return FailFrom, n, nil
+	}
+	return 0, 0, fmt.Errorf("fault spec %q: unknown action %q", spec, name)
+}
+
+// Wrap returns be with the fault installed.
+func Wrap(be backend.Backend, a Action, n int64) *Backend {
+	return &Backend{Backend: be, action: a, n: n}
+}
+
+func kill() {
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {} // the signal is fatal; never return into the caller
+}
+
+// Save implements backend.Backend.
+func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error {
+	i := b.saves.Add(1)
+	switch {
+	case b.action == KillBefore && i == b.n:
+		kill()
+	case b.action == FailFrom && i >= b.n:
+		return fmt.Errorf("save %v: %w", h, ErrInjected)
+	}
+	err := b.Backend.Save(ctx, h, data)
+	if b.action == KillAfter && i == b.n {
+		kill()
+	}
+	return err
+}

@@ -1,0 +1,358 @@
+// Package checker verifies a repository and reports damage in terms a user
+// can act on: which jobs and which files are affected, and which are fine.
+//
+// The structure check reads only small things: index files, pack headers,
+// job records and trees. --read-data also reads every pack (or a subset)
+// and verifies each blob against its ID.
+package checker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/runup/runup/internal/backend"
+	"github.com/runup/runup/internal/crypto"
+	"github.com/runup/runup/internal/index"
+	"github.com/runup/runup/internal/pack"
+	"github.com/runup/runup/internal/repo"
+	"github.com/runup/runup/internal/tree"
+)
+
+// Subset selects packs for --read-data-subset: N of T (1-based), or a
+// fraction of all packs.
+type Subset struct {
+	N, T     int
+	Fraction float64
+}
+
+// ParseSubset reads "n/t" or "x%".
+func ParseSubset(s string) (Subset, error) {
+	var sub Subset
+	if strings.HasSuffix(s, "%") {
+		var pct float64
+		if _, err := fmt.Sscanf(s, "%g%%", &pct); err != nil || pct <= 0 || pct > 100 {
+			return sub, fmt.Errorf("--read-data-subset %q: want a percentage in (0, 100]", s)
+		}
+		sub.Fraction = pct / 100
+		return sub, nil
+	}
+	if _, err := fmt.Sscanf(s, "%d/%d", &sub.N, &sub.T); err != nil || sub.T < 1 || sub.N < 1 || sub.N > sub.T {
+		return sub, fmt.Errorf("--read-data-subset %q: want n/t with 1 ≤ n ≤ t, or a percentage", s)
+	}
+	return sub, nil
+}
+
+// Options choose what to check.
+type Options struct {
+	ReadData bool
+	Subset   *Subset // with ReadData: only these packs
+	// Progress, if set, is called as packs are read.
+	Progress func(done, total int)
+}
+
+// Problem is one thing found wrong.
+type Problem struct {
+	Kind string `json:"kind"` // index, pack, job, tree, blob
+	What string `json:"what"`
+	Err  string `json:"error"`
+}
+
+// Affected is a file (or directory) that cannot be restored as it was.
+type Affected struct {
+	Job  int    `json:"job"`
+	Path string `json:"path"`
+	Why  string `json:"why"`
+}
+
+// Report is the outcome of a check.
+type Report struct {
+	Problems          []Problem  `json:"problems"`
+	Affected          []Affected `json:"affected"`
+	DamagedJobs       []int      `json:"damaged_jobs"`
+	GoodJobs          []int      `json:"good_jobs"`
+	UnreferencedPacks int        `json:"unreferenced_packs"`
+	UnindexedPacks    int        `json:"unindexed_packs"`
+	Packs             int        `json:"packs"`
+	PacksRead         int        `json:"packs_read"`
+	Blobs             int        `json:"blobs"`
+}
+
+// OK reports whether nothing is wrong.
+func (r *Report) OK() bool { return len(r.Problems) == 0 && len(r.Affected) == 0 }
+
+type checker struct {
+	r       *repo.Repository
+	rep     Report
+	bad     map[crypto.ID]string // blobs that cannot be read, and why
+	badPack map[crypto.ID]string
+	clean   map[crypto.ID]bool // subtrees already walked without damage
+}
+
+func (c *checker) problem(kind, what string, err error) {
+	c.rep.Problems = append(c.rep.Problems, Problem{Kind: kind, What: what, Err: err.Error()})
+}
+
+// Check verifies r. Its index must not be loaded: the checker reads each
+// index file itself to see every entry, duplicates included.
+func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) {
+	c := &checker{r: r, bad: map[crypto.ID]string{}, badPack: map[crypto.ID]string{}, clean: map[crypto.ID]bool{}}
+	be := r.Backend()
+
+	packSizes := map[crypto.ID]int64{}
+	if err := be.List(ctx, backend.Data, func(fi backend.FileInfo) error {
+		id, err := crypto.ParseID(fi.Name)
+		if err != nil {
+			c.problem("pack", fi.Name, errors.New("file name is not a pack ID"))
+			return nil
+		}
+		packSizes[id] = fi.Size
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	c.rep.Packs = len(packSizes)
+
+	// Index files, one by one, so that a damaged one is named.
+	indexed := map[crypto.ID][]pack.Blob{}
+	var names []string
+	if err := be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		packs, err := r.LoadIndexFile(ctx, name)
+		if err != nil {
+			c.problem("index", "index/"+name, fmt.Errorf("%w (run 'runup repair index')", err))
+			continue
+		}
+		for _, p := range packs {
+			if _, ok := indexed[p.ID]; !ok {
+				indexed[p.ID] = p.Blobs
+			}
+			r.Index().AddPack(p.ID, p.Blobs)
+		}
+	}
+
+	// Every indexed pack exists and its header agrees with the index.
+	ids := make([]crypto.ID, 0, len(indexed))
+	for id := range indexed {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b crypto.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		size, ok := packSizes[id]
+		if !ok {
+			c.badPack[id] = "pack file is missing"
+			c.problem("pack", id.String(), errors.New("pack file is missing (its data is lost unless another pack holds it)"))
+			continue
+		}
+		hdr, err := r.ReadPackHeader(ctx, id, size)
+		if err != nil {
+			c.badPack[id] = "pack header damaged"
+			c.problem("pack", id.String(), err)
+			continue
+		}
+		if err := sameBlobs(indexed[id], hdr); err != nil {
+			c.badPack[id] = "pack does not match the index"
+			c.problem("pack", id.String(), err)
+		}
+		c.rep.Blobs += len(hdr)
+	}
+	for id := range packSizes {
+		if _, ok := indexed[id]; !ok {
+			c.rep.UnindexedPacks++
+		}
+	}
+	// Blobs whose only known copy sits in a bad pack.
+	r.Index().Each(func(loc index.Location) {
+		if why, ok := c.badPack[loc.PackID]; ok {
+			c.bad[loc.ID] = why
+		}
+	})
+
+	if o.ReadData {
+		c.readData(ctx, ids, packSizes, o)
+	}
+
+	// Jobs and their trees.
+	nums, err := r.JobNumbers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	used := map[crypto.ID]bool{}
+	for _, n := range nums {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		j, err := r.LoadJob(ctx, n)
+		if err != nil {
+			if errors.Is(err, repo.ErrNoJob) {
+				continue
+			}
+			c.problem("job", fmt.Sprint(n), err)
+			c.rep.DamagedJobs = append(c.rep.DamagedJobs, n)
+			continue
+		}
+		before := len(c.rep.Affected)
+		c.walk(ctx, j, j.Tree, "", used)
+		if len(c.rep.Affected) > before {
+			c.rep.DamagedJobs = append(c.rep.DamagedJobs, n)
+		} else {
+			c.rep.GoodJobs = append(c.rep.GoodJobs, n)
+		}
+	}
+	for _, blobs := range indexed {
+		if !slices.ContainsFunc(blobs, func(b pack.Blob) bool { return used[b.ID] }) {
+			c.rep.UnreferencedPacks++
+		}
+	}
+	return &c.rep, nil
+}
+
+func sameBlobs(idx, hdr []pack.Blob) error {
+	byID := map[crypto.ID]pack.Blob{}
+	for _, b := range hdr {
+		byID[b.ID] = b
+	}
+	for _, b := range idx {
+		h, ok := byID[b.ID]
+		if !ok {
+			return fmt.Errorf("index lists blob %v that the pack header does not", b.ID.Short())
+		}
+		if h != b {
+			return fmt.Errorf("blob %v: index says %+v, pack header %+v", b.ID.Short(), b, h)
+		}
+	}
+	return nil
+}
+
+func (c *checker) selected(id crypto.ID, o Options, rnd *rand.Rand) bool {
+	if o.Subset == nil {
+		return true
+	}
+	if o.Subset.T > 0 {
+		return int(id[0])%o.Subset.T == o.Subset.N-1
+	}
+	return rnd.Float64() < o.Subset.Fraction
+}
+
+// readData reads whole packs: the pack's name must be the hash of its
+// bytes, and every blob must open and hash to its ID.
+func (c *checker) readData(ctx context.Context, ids []crypto.ID, sizes map[crypto.ID]int64, o Options) {
+	rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	var todo []crypto.ID
+	for _, id := range ids {
+		if _, bad := c.badPack[id]; !bad && c.selected(id, o, rnd) {
+			todo = append(todo, id)
+		}
+	}
+	key := c.r.Key()
+	for i, id := range todo {
+		if ctx.Err() != nil {
+			return
+		}
+		if o.Progress != nil {
+			o.Progress(i, len(todo))
+		}
+		c.rep.PacksRead++
+		data, err := c.r.Backend().Load(ctx, backend.Handle{Type: backend.Data, Name: id.String()}, 0, 0)
+		if err != nil {
+			c.problem("pack", id.String(), err)
+			c.markPack(id, "pack unreadable")
+			continue
+		}
+		if key.Hash(data) != id {
+			c.problem("pack", id.String(), errors.New("content does not match its name (damaged)"))
+		}
+		blobs, err := pack.ReadHeader(key, int64(len(data)), data, func(off, n int64) ([]byte, error) { return data[off : off+n], nil })
+		if err != nil {
+			c.problem("pack", id.String(), err)
+			c.markPack(id, "pack header damaged")
+			continue
+		}
+		for _, b := range blobs {
+			loc := index.Location{PackID: id, Blob: b}
+			if _, err := c.r.DecodeBlob(loc, data[b.Offset:b.Offset+b.Length], nil); err != nil {
+				c.problem("blob", b.ID.String(), err)
+				if cur, ok := c.r.Index().Lookup(b.ID); ok && cur.PackID == id {
+					c.bad[b.ID] = "chunk damaged"
+				}
+			}
+		}
+	}
+	if o.Progress != nil {
+		o.Progress(len(todo), len(todo))
+	}
+}
+
+func (c *checker) markPack(id crypto.ID, why string) {
+	c.badPack[id] = why
+	c.r.Index().Each(func(loc index.Location) {
+		if loc.PackID == id {
+			c.bad[loc.ID] = why
+		}
+	})
+}
+
+// walk follows a job's trees, recording every blob it uses and every entry
+// that depends on a missing or damaged one.
+func (c *checker) walk(ctx context.Context, j *repo.Job, id crypto.ID, dir string, used map[crypto.ID]bool) {
+	if c.clean[id] {
+		return // shared with an earlier job and fine there: fine here
+	}
+	before := len(c.rep.Affected)
+	defer func() {
+		if len(c.rep.Affected) == before {
+			c.clean[id] = true
+		}
+	}()
+	used[id] = true
+	t, err := c.loadTree(ctx, id)
+	if err != nil {
+		where := dir
+		if where == "" {
+			where = "/"
+		}
+		c.rep.Affected = append(c.rep.Affected, Affected{Job: j.Number, Path: where, Why: "directory listing: " + err.Error()})
+		return
+	}
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		p := path.Join(dir, n.Name)
+		switch n.Type {
+		case tree.Dir:
+			c.walk(ctx, j, n.Subtree, p, used)
+		case tree.File:
+			for _, b := range n.Content {
+				used[b] = true
+				why, bad := c.bad[b]
+				if !bad && !c.r.Index().Has(b) {
+					why, bad = "chunk missing from the index", true
+				}
+				if bad {
+					c.rep.Affected = append(c.rep.Affected, Affected{Job: j.Number, Path: p, Why: why})
+					break
+				}
+			}
+		}
+	}
+}
+
+func (c *checker) loadTree(ctx context.Context, id crypto.ID) (*tree.Tree, error) {
+	if why, bad := c.bad[id]; bad {
+		return nil, errors.New(why)
+	}
+	return c.r.LoadTree(ctx, id)
+}

@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runup/runup/internal/checker"
+	"github.com/runup/runup/internal/progress"
+	"github.com/runup/runup/internal/repo"
+)
+
+func newCheck(g *globals) *cobra.Command {
+	var (
+		readData bool
+		subset   string
+	)
+	c := &cobra.Command{
+		Use:   "check",
+		Short: "Verify the repository and say which jobs and files are damaged",
+		Long: `Verify the repository's structure: index files, pack headers, job records
+and every job's trees, and that every chunk a job needs is stored.
+--read-data also reads all data and verifies every chunk against its ID;
+--read-data-subset 1/7 (or 10%) reads a part, to spread the work over nights.
+Exit code 0 only when nothing is wrong; 13 when damage is found.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			o := checker.Options{ReadData: readData || subset != ""}
+			if subset != "" {
+				s, err := checker.ParseSubset(subset)
+				if err != nil {
+					return usageErr(err)
+				}
+				o.Subset = &s
+			}
+			e, err := g.loadEnv(false)
+			if err != nil {
+				return err
+			}
+			r, err := e.openRepo(ctx, repo.Options{})
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			lock, err := r.Lock(ctx, repo.LockOptions{Command: "check", Wait: g.lockWait})
+			if err != nil {
+				return withCode(ExitLocked, err)
+			}
+			defer lock.Unlock()
+			var done, total int
+			line := progress.Start(g.stderr, !g.quiet && !g.json, func() string {
+				return fmt.Sprintf("check: read %d of %d packs", done, total)
+			})
+			o.Progress = func(d, t int) { done, total = d, t }
+			rep, err := checker.Check(ctx, r, o)
+			line.Stop()
+			if err != nil {
+				return err
+			}
+			if g.json {
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				printReport(g, rep)
+			}
+			if !rep.OK() {
+				return withCode(ExitDamaged, fmt.Errorf("check found %d problem(s); %d file(s) in %d job(s) affected",
+					len(rep.Problems), len(rep.Affected), len(rep.DamagedJobs)))
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&readData, "read-data", false, "read and verify all data")
+	c.Flags().StringVar(&subset, "read-data-subset", "", "read and verify a part of the data: n/t or a percentage")
+	return c
+}
+
+func printReport(g *globals, rep *checker.Report) {
+	for _, p := range rep.Problems {
+		fmt.Fprintf(g.stdout, "error: %s %s: %s\n", p.Kind, p.What, p.Err)
+	}
+	for _, a := range rep.Affected {
+		fmt.Fprintf(g.stdout, "damaged: job %d: %s (%s)\n", a.Job, a.Path, a.Why)
+	}
+	g.printf("%d packs, %d blobs checked", rep.Packs, rep.Blobs)
+	if rep.PacksRead > 0 {
+		g.printf("; %d packs read and verified", rep.PacksRead)
+	}
+	g.printf(".\n")
+	if len(rep.GoodJobs) > 0 {
+		g.printf("Jobs without damage: %s\n", joinInts(rep.GoodJobs))
+	}
+	if len(rep.DamagedJobs) > 0 {
+		fmt.Fprintf(g.stdout, "Damaged jobs: %s\n", joinInts(rep.DamagedJobs))
+	}
+	if rep.UnindexedPacks > 0 {
+		g.printf("%d pack(s) are not in the index (left by an interrupted backup; the next backup adopts them, or run 'runup repair index').\n", rep.UnindexedPacks)
+	}
+	if rep.UnreferencedPacks > 0 {
+		g.printf("%d pack(s) hold no data any job uses ('runup prune' will remove them).\n", rep.UnreferencedPacks)
+	}
+	if rep.OK() {
+		g.printf("No problems found.\n")
+	}
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+func newRepair(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "repair",
+		Short: "Repair the repository",
+	}
+	c.AddCommand(&cobra.Command{
+		Use:   "index",
+		Short: "Rebuild the index from the pack files alone",
+		Long: `Rebuild the index files from the headers of the pack files, for when index
+files are lost or damaged. Loses nothing that the packs hold; new index files
+are written before the old ones are removed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			e, err := g.loadEnv(false)
+			if err != nil {
+				return err
+			}
+			r, err := e.openRepo(ctx, repo.Options{})
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			lock, err := r.Lock(ctx, repo.LockOptions{Exclusive: true, Command: "repair index", Wait: g.lockWait})
+			if err != nil {
+				return withCode(ExitLocked, err)
+			}
+			defer lock.Unlock()
+			n, problems, err := r.RebuildIndex(ctx)
+			if err != nil {
+				return err
+			}
+			for _, p := range problems {
+				fmt.Fprintf(g.stderr, "error: %v\n", p)
+			}
+			g.printf("Index rebuilt from %d pack(s).\n", n)
+			if len(problems) > 0 {
+				return withCode(ExitDamaged, fmt.Errorf("%d pack(s) unreadable: their data is not in the index (run 'runup check')", len(problems)))
+			}
+			return nil
+		},
+	})
+	return c
+}

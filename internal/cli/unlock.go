@@ -1,0 +1,38 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/runup/runup/internal/repo"
+)
+
+func newUnlock(g *globals) *cobra.Command {
+	var all bool
+	c := &cobra.Command{
+		Use:   "unlock",
+		Short: "Remove stale locks (of dead processes, or not refreshed for 30 minutes)",
+		Long: `Remove stale locks: those of processes of this host that no longer run,
+and those not refreshed for 30 minutes. --remove-all removes every lock:
+use it only when no other RunUp process uses the repository.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := g.loadEnv(false)
+			if err != nil {
+				return err
+			}
+			r, err := e.openRepo(cmd.Context(), repo.Options{})
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			n, err := r.RemoveLocks(cmd.Context(), all)
+			if err != nil {
+				return err
+			}
+			g.printf("Removed %d lock(s).\n", n)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&all, "remove-all", false, "remove all locks, not only stale ones")
+	return c
+}
