@@ -27,7 +27,8 @@ echo "== fuzz (${FUZZTIME:=8s} each)"
 for target in \
   ./internal/pack:FuzzReadHeader ./internal/pack:FuzzParseHeader \
   ./internal/index:FuzzDecode ./internal/tree:FuzzDecode \
-  ./internal/config:FuzzParse; do
+  ./internal/config:FuzzParse ./internal/crypto:FuzzParseKeyFile \
+  ./internal/repo:FuzzDecodeJob; do
   pkg=${target%%:*}
   fn=${target##*:}
   go test -run='^$' -fuzz="^$fn\$" -fuzztime="$FUZZTIME" "$pkg" >/dev/null

@@ -24,11 +24,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "runup"), ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building runup:", err)
-		os.Exit(1)
+	for _, b := range [][]string{
+		{"build", "-o", filepath.Join(dir, "runup"), "."},
+		// The same program with the fault injector, for crash tests.
+		{"build", "-tags", "faultinject", "-o", filepath.Join(dir, "fault", "runup"), "."},
+	} {
+		build := exec.Command("go", b...)
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building runup:", err)
+			os.Exit(1)
+		}
 	}
 	binDir = dir
 	code := m.Run()

@@ -186,10 +186,32 @@ func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) 
 		c.readData(ctx, ids, packSizes, o)
 	}
 
+	if err := c.checkKeys(ctx); err != nil {
+		return nil, err
+	}
+
 	// Jobs and their trees.
 	nums, err := r.JobNumbers(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// Numbers are never reused and only forget removes jobs (leaving a
+	// tombstone), so a gap is a job file that went missing.
+	for i := 1; i < len(nums); i++ {
+		for n := nums[i-1] + 1; n < nums[i]; n++ {
+			if !r.JobForgotten(ctx, n) {
+				c.problem("job", fmt.Sprint(n), errors.New("job record is missing (deleted or lost)"))
+				c.rep.DamagedJobs = append(c.rep.DamagedJobs, n)
+			}
+		}
+	}
+	if len(nums) > 0 {
+		for n := 1; n < nums[0]; n++ {
+			if !r.JobForgotten(ctx, n) {
+				c.problem("job", fmt.Sprint(n), errors.New("job record is missing (deleted or lost)"))
+				c.rep.DamagedJobs = append(c.rep.DamagedJobs, n)
+			}
+		}
 	}
 	used := map[crypto.ID]bool{}
 	for _, n := range nums {
@@ -219,6 +241,21 @@ func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) 
 		}
 	}
 	return &c.rep, nil
+}
+
+// checkKeys verifies every key file against its name, the hash of its
+// bytes: the fields a password does not authenticate are covered too.
+func (c *checker) checkKeys(ctx context.Context) error {
+	return c.r.Backend().List(ctx, backend.Keys, func(fi backend.FileInfo) error {
+		b, err := backend.LoadAll(ctx, c.r.Backend(), backend.Handle{Type: backend.Keys, Name: fi.Name})
+		if err == nil && repo.KeyFileName(b) != fi.Name {
+			err = errors.New("content does not match its name (damaged)")
+		}
+		if err != nil {
+			c.problem("key", "keys/"+fi.Name, err)
+		}
+		return nil
+	})
 }
 
 func sameBlobs(idx, hdr []pack.Blob) error {

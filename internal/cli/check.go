@@ -83,6 +83,10 @@ Exit code 0 only when nothing is wrong; 13 when damage is found.`,
 
 func printReport(g *globals, rep *checker.Report) {
 	for _, p := range rep.Problems {
+		if strings.HasPrefix(p.Err, p.Kind+" "+p.What+":") {
+			fmt.Fprintf(g.stdout, "error: %s\n", p.Err) // the error names it already
+			continue
+		}
 		fmt.Fprintf(g.stdout, "error: %s %s: %s\n", p.Kind, p.What, p.Err)
 	}
 	for _, a := range rep.Affected {

@@ -70,6 +70,15 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 		return err
 	}
 	defer r.close()
+	// Lost index files must not make intact data unreachable.
+	if n, probs, err := r.FindUnindexedPacks(ctx); err != nil {
+		return err
+	} else if n > 0 || len(probs) > 0 {
+		fmt.Fprintf(g.stderr, "warning: %d pack(s) missing from the index were read directly (run 'runup check', then 'runup repair index')\n", n)
+		for _, p := range probs {
+			fmt.Fprintf(g.stderr, "warning: %v\n", p)
+		}
+	}
 	jobs, problems, err := r.Jobs(ctx)
 	if err != nil {
 		return err

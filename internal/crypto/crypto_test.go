@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 )
@@ -87,4 +88,26 @@ func TestKeyFile(t *testing.T) {
 	if _, err := pf.Unwrap(nil); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func FuzzParseKeyFile(f *testing.F) {
+	k, _ := NewMasterKey(false)
+	plain, _ := WrapKey(k, nil, testKDF, 1)
+	b, _ := json.Marshal(plain)
+	f.Add(b)
+	ek, _ := NewMasterKey(true)
+	enc, _ := WrapKey(ek, []byte("pw"), testKDF, 1)
+	b, _ = json.Marshal(enc)
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		kf, err := ParseKeyFile(b)
+		if err != nil {
+			return
+		}
+		if kf.KDF == "none" {
+			_, _ = kf.Unwrap(nil)
+		} else if kf.Params.Memory <= 1024 && kf.Params.Time <= 2 {
+			_, _ = kf.Unwrap([]byte("pw")) // cheap costs only: the fuzzer runs many
+		}
+	})
 }

@@ -19,6 +19,19 @@ type KDFParams struct {
 	Threads uint8  `json:"threads"`
 }
 
+// Limits on KDF costs: a tampered key file must not exhaust memory or time.
+const (
+	maxKDFMemory = 1 << 20 // KiB: 1 GiB
+	maxKDFTime   = 16
+)
+
+func (p KDFParams) check() error {
+	if p.Time == 0 || p.Time > maxKDFTime || p.Memory < 8 || p.Memory > maxKDFMemory || p.Threads == 0 {
+		return fmt.Errorf("key file: KDF parameters out of range (%+v)", p)
+	}
+	return nil
+}
+
 // DefaultKDF costs about a quarter of a second and 64 MiB on this class of
 // machine: cheap for a user, costly for a guesser.
 var DefaultKDF = KDFParams{Time: 3, Memory: 64 * 1024, Threads: 2}
@@ -94,6 +107,28 @@ func WrapKey(k *MasterKey, password []byte, p KDFParams, format int) (*KeyFile, 
 	return &KeyFile{Format: format, KDF: "argon2id", Params: &p, Salt: salt, Data: wk.Seal(nil, plain)}, nil
 }
 
+// ParseKeyFile decodes a stored key file and checks its fields' ranges
+// before any work is done with them.
+func ParseKeyFile(b []byte) (*KeyFile, error) {
+	var kf KeyFile
+	if err := json.Unmarshal(b, &kf); err != nil {
+		return nil, fmt.Errorf("key file: %w", err)
+	}
+	switch kf.KDF {
+	case "none":
+	case "argon2id":
+		if kf.Params == nil || len(kf.Salt) < 8 {
+			return nil, errors.New("key file: missing KDF parameters")
+		}
+		if err := kf.Params.check(); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("key file: unknown KDF %q", kf.KDF)
+	}
+	return &kf, nil
+}
+
 // Unwrap opens a key file. It returns ErrWrongPassword when the password
 // does not fit and another error when the file is damaged.
 func (kf *KeyFile) Unwrap(password []byte) (*MasterKey, error) {
@@ -112,10 +147,8 @@ func (kf *KeyFile) Unwrap(password []byte) (*MasterKey, error) {
 			return nil, errors.New("key file: missing KDF parameters")
 		}
 		p := *kf.Params
-		// Refuse costs that would exhaust memory or time: a tampered key
-		// file must not be a denial of service.
-		if p.Time == 0 || p.Time > 64 || p.Memory < 8 || p.Memory > 4<<20 || p.Threads == 0 {
-			return nil, fmt.Errorf("key file: KDF parameters out of range (%+v)", p)
+		if err := p.check(); err != nil {
+			return nil, err
 		}
 		if password == nil {
 			return nil, ErrWrongPassword

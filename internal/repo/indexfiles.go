@@ -78,6 +78,17 @@ func (r *Repository) ReadPackHeader(ctx context.Context, id crypto.ID, size int6
 // packs it adopted; packs whose header is unreadable are skipped and
 // reported.
 func (r *Repository) AdoptPacks(ctx context.Context) (int, []error, error) {
+	return r.adoptPacks(ctx, true)
+}
+
+// FindUnindexedPacks is AdoptPacks without writing: the packs are added to
+// the in-memory index only, for read-only commands that should reach all
+// data even when index files are lost.
+func (r *Repository) FindUnindexedPacks(ctx context.Context) (int, []error, error) {
+	return r.adoptPacks(ctx, false)
+}
+
+func (r *Repository) adoptPacks(ctx context.Context, write bool) (int, []error, error) {
 	var orphans []backend.FileInfo
 	if err := r.be.List(ctx, backend.Data, func(fi backend.FileInfo) error {
 		id, err := crypto.ParseID(fi.Name)
@@ -105,7 +116,7 @@ func (r *Repository) AdoptPacks(ctx context.Context) (int, []error, error) {
 		r.idx.AddPack(id, blobs)
 		found = append(found, index.PackBlobs{ID: id, Blobs: blobs})
 	}
-	if len(found) > 0 {
+	if len(found) > 0 && write {
 		if _, err := r.writeIndex(ctx, found); err != nil {
 			return 0, problems, err
 		}

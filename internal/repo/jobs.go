@@ -52,6 +52,15 @@ type Summary struct {
 
 func jobName(n int) string { return fmt.Sprintf("%010d", n) }
 
+// JobForgotten reports whether job n was removed by forget, which leaves a
+// tombstone so that its number is never reused nor taken for lost.
+func (r *Repository) JobForgotten(ctx context.Context, n int) bool {
+	_, err := r.be.Stat(ctx, backend.Handle{Type: backend.Jobs, Name: jobName(n) + tombstoneSuffix})
+	return err == nil
+}
+
+const tombstoneSuffix = ".forgotten"
+
 // ErrNoJob is returned for a job number that does not exist.
 var ErrNoJob = errors.New("no such job")
 
@@ -77,10 +86,17 @@ func (r *Repository) LoadJob(ctx context.Context, n int) (*Job, error) {
 		}
 		return nil, fmt.Errorf("job %d: %w", n, err)
 	}
+	return decodeJob(plain, n)
+}
+
+// decodeJob parses a job record's plaintext; n is the number its file name
+// gives, which the record must repeat.
+func decodeJob(plain []byte, n int) (*Job, error) {
 	var j Job
 	if err := json.Unmarshal(plain, &j); err != nil {
 		return nil, fmt.Errorf("%w: job %d: %v", ErrDamaged, n, err)
 	}
+	var err error
 	if j.Tree, err = crypto.ParseID(j.TreeHex); err != nil || j.Number != n {
 		return nil, fmt.Errorf("%w: job %d: bad record", ErrDamaged, n)
 	}

@@ -125,12 +125,12 @@ func AddKey(ctx context.Context, be backend.Backend, key *crypto.MasterKey, pass
 	if err != nil {
 		return err
 	}
-	return be.Save(ctx, backend.Handle{Type: backend.Keys, Name: hashName(b)}, b)
+	return be.Save(ctx, backend.Handle{Type: backend.Keys, Name: KeyFileName(b)}, b)
 }
 
-// hashName names a file by an unkeyed hash of its bytes, for files written
-// before a master key is known.
-func hashName(b []byte) string {
+// KeyFileName is a key file's name: an unkeyed hash of its bytes, since it
+// is written before a master key is known.
+func KeyFileName(b []byte) string {
 	k := crypto.MasterKey{}
 	_ = k.Init()
 	return k.Hash(b).String()
@@ -172,8 +172,14 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 			lastErr = err
 			continue
 		}
-		var kf crypto.KeyFile
-		if err := json.Unmarshal(b, &kf); err != nil {
+		var probe struct {
+			Format int `json:"format"`
+		}
+		if json.Unmarshal(b, &probe) == nil && probe.Format != FormatVersion && probe.Format != 0 {
+			return nil, fmt.Errorf("%w %d (this RunUp reads version %d): upgrade RunUp", ErrUnsupportedFormat, probe.Format, FormatVersion)
+		}
+		kf, err := crypto.ParseKeyFile(b)
+		if err != nil {
 			lastErr = fmt.Errorf("%w: key file %s: %v", ErrDamaged, fi.Name, err)
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -169,4 +170,15 @@ func TestConcurrentJobNumbers(t *testing.T) {
 		}
 		seen[n] = true
 	}
+}
+
+func FuzzDecodeJob(f *testing.F) {
+	f.Add([]byte(`{"number":3,"project":"p","tree":"` + strings.Repeat("ab", 32) + `","paths":["a"],"summary":{}}`), 3)
+	f.Add([]byte(`{}`), 1)
+	f.Fuzz(func(t *testing.T, b []byte, n int) {
+		j, err := decodeJob(b, n)
+		if err == nil && (j.Number != n || j.Tree.IsZero() && j.TreeHex != strings.Repeat("0", 64)) {
+			t.Fatalf("accepted a record for job %d as %+v", n, j)
+		}
+	})
 }

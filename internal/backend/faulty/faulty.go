@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/runup/runup/internal/backend"
 )
@@ -24,6 +25,7 @@ const (
 	KillBefore Action = iota // SIGKILL the process before save number N
 	KillAfter                // SIGKILL it after save N is durable
 	FailFrom                 // save N and every later one fail
+	PauseBefore              // wait two seconds before save N (to hold a lock)
 )
 
 // Backend counts saves and acts at number N (1-based).
@@ -42,7 +44,7 @@ func Parse(spec string) (Action, int64, error) {
 	name, num, ok := strings.Cut(spec, ":")
 	n, err := strconv.ParseInt(num, 10, 64)
 	if !ok || err != nil || n < 1 {
-		return 0, 0, fmt.Errorf("fault spec %q: want kill-before:N, kill-after:N or fail-from:N", spec)
+		return 0, 0, fmt.Errorf("fault spec %q: want kill-before:N, kill-after:N, fail-from:N or pause-before:N", spec)
 	}
 	switch name {
 	case "kill-before":
@@ -51,6 +53,8 @@ func Parse(spec string) (Action, int64, error) {
 		return KillAfter, n, nil
 	case "fail-from":
 		return FailFrom, n, nil
+	case "pause-before":
+		return PauseBefore, n, nil
 	}
 	return 0, 0, fmt.Errorf("fault spec %q: unknown action %q", spec, name)
 }
@@ -73,6 +77,8 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 		kill()
 	case b.action == FailFrom && i >= b.n:
 		return fmt.Errorf("save %v: %w", h, ErrInjected)
+	case b.action == PauseBefore && i == b.n:
+		time.Sleep(2 * time.Second)
 	}
 	err := b.Backend.Save(ctx, h, data)
 	if b.action == KillAfter && i == b.n {

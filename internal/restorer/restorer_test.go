@@ -1,0 +1,188 @@
+package restorer
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/runup/runup/internal/backend/local"
+	"github.com/runup/runup/internal/crypto"
+	"github.com/runup/runup/internal/pack"
+	"github.com/runup/runup/internal/repo"
+	"github.com/runup/runup/internal/tree"
+)
+
+type collect struct{ errs []string }
+
+func (c *collect) Error(path string, err error)    { c.errs = append(c.errs, path+": "+err.Error()) }
+func (c *collect) Warning(path string, msg string) {}
+
+func newRepo(t *testing.T) *repo.Repository {
+	t.Helper()
+	be, _ := local.Open(t.TempDir())
+	be.Create()
+	ctx := context.Background()
+	if err := repo.Init(ctx, be, repo.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(ctx, be, nil, repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// rawTree encodes nodes without the encoder's checks, as a hostile
+// repository would.
+func rawTree(nodes []tree.Node) []byte {
+	b := []byte{1}
+	b = binary.AppendUvarint(b, uint64(len(nodes)))
+	str := func(s string) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	for _, n := range nodes {
+		str(n.Name)
+		b = append(b, byte(n.Type))
+		for _, v := range []uint64{uint64(n.Mode), 0, 0, n.Size} {
+			b = binary.AppendUvarint(b, v)
+		}
+		b = binary.AppendVarint(b, 0)
+		b = binary.AppendVarint(b, 0)
+		for range 4 {
+			b = binary.AppendUvarint(b, 0)
+		}
+		str(n.Target)
+		b = binary.AppendUvarint(b, 0)
+		b = binary.AppendUvarint(b, uint64(len(n.Content)))
+		for _, id := range n.Content {
+			b = append(b, id[:]...)
+		}
+		if n.Type == tree.Dir {
+			b = append(b, n.Subtree[:]...)
+		}
+	}
+	return b
+}
+
+func save(t *testing.T, r *repo.Repository, typ pack.BlobType, b []byte) crypto.ID {
+	id := r.Key().Hash(b)
+	if _, err := r.SaveBlob(context.Background(), typ, id, b); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// A crafted repository cannot make restore write outside its location.
+func TestHostileRepository(t *testing.T) {
+	ctx := context.Background()
+	outside := t.TempDir()
+	sentinel := filepath.Join(outside, "secret")
+	os.WriteFile(sentinel, []byte("untouched"), 0o644)
+
+	r := newRepo(t)
+	payload := save(t, r, pack.Data, []byte("pwned"))
+	file := func(name string) tree.Node {
+		return tree.Node{Name: name, Type: tree.File, Mode: 0o644, Size: 5, Content: []crypto.ID{payload}}
+	}
+	// Each hostile tree goes into its own directory of the root, so that a
+	// refused listing costs only that directory.
+	hostile := map[string][]tree.Node{
+		"dotdot":   {file("..")},
+		"slash":    {file("a/b")},
+		"abs":      {file("/etc")},
+		"nul":      {file("x\x00y")},
+		"dupe":     {file("same"), file("same")},
+		"unsorted": {file("b"), file("a")},
+		// A link pointing outside, then a directory and a file by the same
+		// names as links already on disk (see below).
+		"links": {{Name: "out", Type: tree.Symlink, Target: outside}},
+	}
+	var root []tree.Node
+	for name, nodes := range hostile {
+		root = append(root, tree.Node{Name: name, Type: tree.Dir, Mode: 0o755, Subtree: save(t, r, pack.Tree, rawTree(nodes))})
+	}
+	inner := save(t, r, pack.Tree, rawTree([]tree.Node{file("secret")}))
+	root = append(root, tree.Node{Name: "victim-dir", Type: tree.Dir, Mode: 0o755, Subtree: inner})
+	root = append(root, file("victim-file"))
+	rt := &tree.Tree{Nodes: root}
+	rt.Sort()
+	rootID := save(t, r, pack.Tree, rawTree(rt.Nodes))
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	target := t.TempDir()
+	// Links planted in the location before the restore, pointing outside.
+	os.Symlink(outside, filepath.Join(target, "victim-dir"))
+	os.Symlink(sentinel, filepath.Join(target, "victim-file"))
+
+	rep := &collect{}
+	_, err := Restore(ctx, r, &repo.Job{Number: 1, Tree: rootID}, Options{Target: target, Reporter: rep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(sentinel); string(b) != "untouched" {
+		t.Fatalf("restore wrote outside its location: %q", b)
+	}
+	entries, _ := os.ReadDir(outside)
+	if len(entries) != 1 {
+		t.Fatalf("restore created files outside its location: %v", entries)
+	}
+	for _, name := range []string{"dotdot", "slash", "abs", "nul", "dupe", "unsorted"} {
+		found := false
+		for _, e := range rep.errs {
+			if strings.Contains(e, filepath.Join(target, name)) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("hostile tree %q was not reported: %v", name, rep.errs)
+		}
+	}
+	// The planted links were replaced by what the job holds.
+	if fi, err := os.Lstat(filepath.Join(target, "victim-dir")); err != nil || !fi.IsDir() {
+		t.Errorf("victim-dir is not a real directory: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(target, "victim-file")); err != nil || string(b) != "pwned" {
+		t.Errorf("victim-file: %q %v", b, err)
+	}
+	if l, err := os.Readlink(filepath.Join(target, "links", "out")); err != nil || l != outside {
+		t.Errorf("the job's own link was not restored as a link: %q %v", l, err)
+	}
+}
+
+func TestClearLocation(t *testing.T) {
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "keep"), []byte("x"), 0o644)
+	loc := t.TempDir()
+	for _, p := range []string{"a/b/c", ".runup/data", "repo/sub/x", "other"} {
+		os.MkdirAll(filepath.Join(loc, p), 0o755)
+	}
+	os.WriteFile(filepath.Join(loc, "runup.yaml"), []byte("x"), 0o644)
+	os.Symlink(outside, filepath.Join(loc, "link-out"))
+	if err := ClearLocation(loc, []string{filepath.Join(loc, "runup.yaml"), filepath.Join(loc, "repo", "sub")}); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	filepath.Walk(loc, func(p string, fi os.FileInfo, err error) error {
+		rel, _ := filepath.Rel(loc, p)
+		left = append(left, rel)
+		return nil
+	})
+	want := ". .runup .runup/data repo repo/sub repo/sub/x runup.yaml"
+	if strings.Join(left, " ") != want {
+		t.Fatalf("left %v, want %s", left, want)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+		t.Fatal("clearing followed a link out of the location")
+	}
+	for _, bad := range []string{"/", "relative", "/a/../b"} {
+		if err := ClearLocation(bad, nil); err == nil {
+			t.Errorf("ClearLocation(%q) accepted", bad)
+		}
+	}
+}
