@@ -173,7 +173,7 @@ func TestConcurrentJobNumbers(t *testing.T) {
 }
 
 func FuzzDecodeJob(f *testing.F) {
-	f.Add([]byte(`{"number":3,"project":"p","tree":"` + strings.Repeat("ab", 32) + `","paths":["a"],"summary":{}}`), 3)
+	f.Add([]byte(`{"number":3,"project":"p","tree":"`+strings.Repeat("ab", 32)+`","paths":["a"],"summary":{}}`), 3)
 	f.Add([]byte(`{}`), 1)
 	f.Fuzz(func(t *testing.T, b []byte, n int) {
 		j, err := decodeJob(b, n)

@@ -22,10 +22,10 @@ type Action int
 
 // Actions.
 const (
-	KillBefore Action = iota // SIGKILL the process before save number N
-	KillAfter                // SIGKILL it after save N is durable
-	FailFrom                 // save N and every later one fail
-	PauseBefore              // wait two seconds before save N (to hold a lock)
+	KillBefore  Action = iota // SIGKILL the process before save number N
+	KillAfter                 // SIGKILL it after save N is durable
+	FailFrom                  // save N and every later one fail
+	PauseBefore               // wait two seconds before save N (to hold a lock)
 )
 
 // Backend counts saves and acts at number N (1-based).
