@@ -22,6 +22,7 @@ type backupOptions struct {
 	host        string
 	project     string
 	compression string
+	when        string
 }
 
 func newBackup(g *globals) *cobra.Command {
@@ -45,6 +46,7 @@ given paths as project "default" (or --project NAME).`,
 	f.StringVar(&o.host, "host", "", "host name recorded in the job (default: this machine's)")
 	f.StringVar(&o.project, "project", "default", "project name for paths given without a runup.yaml")
 	f.StringVar(&o.compression, "compression", "", "off, fastest, auto or max (overrides runup.yaml)")
+	f.StringVar(&o.when, "time", "", "record this time for the job instead of now (RFC 3339; for imports and tests)")
 	return c
 }
 
@@ -151,6 +153,12 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 			g.verbosef("reusing %d pack(s) left by an interrupted backup\n", n)
 		}
 	}
+	var when time.Time
+	if o.when != "" {
+		if when, err = time.Parse(time.RFC3339, o.when); err != nil {
+			return usageErr(fmt.Errorf("--time %q: want RFC 3339, like 2026-01-31T03:00:00Z", o.when))
+		}
+	}
 	host := o.host
 	if host == "" {
 		host, _ = os.Hostname()
@@ -177,7 +185,7 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 		j, err := archiver.Backup(ctx, r.Repository, archiver.Options{
 			Project: p.project, Base: p.base, Paths: p.paths, Written: p.written, Filter: p.filter,
 			Parent: parent, Force: o.force, Tags: o.tags, Host: host, Program: "runup " + Version,
-			Reporter: rep, Stats: stats, InContext: p.inCtx,
+			Reporter: rep, Stats: stats, InContext: p.inCtx, Time: when,
 		})
 		line.Stop()
 		if err != nil {

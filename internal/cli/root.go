@@ -115,7 +115,8 @@ ones store only new or changed data, yet every job restores as a full backup.`,
 		cobra.OnFinalize(func() { pprof.StopCPUProfile(); f.Close() })
 		return nil
 	}
-	root.AddCommand(newInit(g), newBackup(g), newRestore(g), newCheck(g), newRepair(g), newUnlock(g))
+	root.AddCommand(newInit(g), newBackup(g), newRestore(g), newJobs(g), newLs(g), newDump(g), newDiff(g), newFind(g),
+		newStats(g), newTag(g), newForget(g), newPrune(g), newCheck(g), newRepair(g), newUnlock(g))
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)
 	}

@@ -207,3 +207,94 @@ func (r *Repository) RebuildIndex(ctx context.Context) (packs int, problems []er
 	}
 	return packs, problems, nil
 }
+
+// PackContents is what the repository holds: every pack's blobs (from the
+// index files, or from the pack header for packs no index file lists), its
+// size, and the index files read.
+type PackContents struct {
+	Packs      map[crypto.ID][]pack.Blob
+	Sizes      map[crypto.ID]int64
+	IndexFiles []string
+}
+
+// ReadPackContents reads every index file, lists the packs and reads the
+// headers of unindexed ones. A damaged index file or pack header is an
+// error: callers that delete data must not act on partial knowledge.
+func (r *Repository) ReadPackContents(ctx context.Context) (*PackContents, error) {
+	pc := &PackContents{Packs: map[crypto.ID][]pack.Blob{}, Sizes: map[crypto.ID]int64{}}
+	if err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
+		pc.IndexFiles = append(pc.IndexFiles, fi.Name)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for _, name := range pc.IndexFiles {
+		packs, err := r.LoadIndexFile(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("index file %s: %w (run 'runup repair index')", name[:8], err)
+		}
+		for _, p := range packs {
+			if _, ok := pc.Packs[p.ID]; !ok {
+				pc.Packs[p.ID] = p.Blobs
+			}
+		}
+	}
+	if err := r.be.List(ctx, backend.Data, func(fi backend.FileInfo) error {
+		if id, err := crypto.ParseID(fi.Name); err == nil {
+			pc.Sizes[id] = fi.Size
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for id := range pc.Packs {
+		if _, ok := pc.Sizes[id]; !ok {
+			return nil, fmt.Errorf("%w: pack %v is in the index but missing (run 'runup check')", ErrDamaged, id.Short())
+		}
+	}
+	for id, size := range pc.Sizes {
+		if _, ok := pc.Packs[id]; ok {
+			continue
+		}
+		blobs, err := r.ReadPackHeader(ctx, id, size)
+		if err != nil {
+			return nil, fmt.Errorf("pack %v: %w (run 'runup check')", id.Short(), err)
+		}
+		pc.Packs[id] = blobs
+	}
+	return pc, nil
+}
+
+// WriteIndex writes index files for the given packs, in batches.
+func (r *Repository) WriteIndex(ctx context.Context, packs []index.PackBlobs) ([]string, error) {
+	var names []string
+	for start := 0; start < len(packs); {
+		end, blobs := start, 0
+		for end < len(packs) && (end == start || blobs+len(packs[end].Blobs) <= 100_000) {
+			blobs += len(packs[end].Blobs)
+			end++
+		}
+		name, err := r.writeIndex(ctx, packs[start:end])
+		if err != nil {
+			return names, err
+		}
+		names = append(names, name)
+		start = end
+	}
+	return names, nil
+}
+
+// ReplaceIndex swaps the in-memory index, for prune: blobs missing from the
+// new one are stored again by SaveBlob.
+func (r *Repository) ReplaceIndex(idx *index.Index) { r.idx = idx }
+
+// IndexFileNames lists the index files this process loaded or wrote.
+func (r *Repository) IndexFileNames() []string {
+	r.indexMu.Lock()
+	defer r.indexMu.Unlock()
+	names := make([]string, 0, len(r.indexFiles))
+	for n := range r.indexFiles {
+		names = append(names, n)
+	}
+	return names
+}

@@ -28,7 +28,7 @@ const (
 	PauseBefore               // wait two seconds before save N (to hold a lock)
 )
 
-// Backend counts saves and acts at number N (1-based).
+// Backend counts writes (saves and removes) and acts at number N (1-based).
 type Backend struct {
 	backend.Backend
 	action Action
@@ -69,18 +69,28 @@ func kill() {
 	select {} // the signal is fatal; never return into the caller
 }
 
-// Save implements backend.Backend.
+// Save implements backend.Backend. Saves and removes are counted together:
+// both are steps of a commit order.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error {
+	return b.step("save", h, func() error { return b.Backend.Save(ctx, h, data) })
+}
+
+// Remove implements backend.Backend.
+func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
+	return b.step("remove", h, func() error { return b.Backend.Remove(ctx, h) })
+}
+
+func (b *Backend) step(op string, h backend.Handle, do func() error) error {
 	i := b.saves.Add(1)
 	switch {
 	case b.action == KillBefore && i == b.n:
 		kill()
 	case b.action == FailFrom && i >= b.n:
-		return fmt.Errorf("save %v: %w", h, ErrInjected)
+		return fmt.Errorf("%s %v: %w", op, h, ErrInjected)
 	case b.action == PauseBefore && i == b.n:
 		time.Sleep(2 * time.Second)
 	}
-	err := b.Backend.Save(ctx, h, data)
+	err := do()
 	if b.action == KillAfter && i == b.n {
 		kill()
 	}

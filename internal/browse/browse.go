@@ -1,0 +1,351 @@
+// Package browse reads jobs without restoring them: walking and listing
+// their trees, finding paths, comparing two jobs, dumping one file or
+// directory, and measuring what a job costs.
+package browse
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/runup/runup/internal/crypto"
+	"github.com/runup/runup/internal/pack"
+	"github.com/runup/runup/internal/repo"
+	"github.com/runup/runup/internal/tree"
+)
+
+// ErrNotFound is returned for a path a job does not hold.
+var ErrNotFound = errors.New("no such path in the job")
+
+// WalkFunc sees every entry under a tree, depth first, in name order; p is
+// slash-separated and relative to the job's root.
+type WalkFunc func(p string, n *tree.Node) error
+
+// SkipDir, returned for a directory, skips its content.
+var SkipDir = errors.New("skip this directory")
+
+// Walk visits the tree id, its entries named under prefix.
+func Walk(ctx context.Context, r *repo.Repository, id crypto.ID, prefix string, fn WalkFunc) error {
+	t, err := r.LoadTree(ctx, id)
+	if err != nil {
+		return fmt.Errorf("%s: %w", orRoot(prefix), err)
+	}
+	for i := range t.Nodes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := &t.Nodes[i]
+		p := path.Join(prefix, n.Name)
+		err := fn(p, n)
+		if errors.Is(err, SkipDir) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n.Type == tree.Dir {
+			if err := Walk(ctx, r, n.Subtree, p, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func orRoot(p string) string {
+	if p == "" {
+		return "/"
+	}
+	return p
+}
+
+// Lookup finds the node at p (slash-separated, relative to the root). The
+// root itself is returned as a synthetic directory node.
+func Lookup(ctx context.Context, r *repo.Repository, root crypto.ID, p string) (*tree.Node, error) {
+	p = strings.Trim(path.Clean("/"+p), "/")
+	n := &tree.Node{Type: tree.Dir, Subtree: root, Mode: 0o755}
+	if p == "" {
+		return n, nil
+	}
+	for _, name := range strings.Split(p, "/") {
+		if n.Type != tree.Dir {
+			return nil, fmt.Errorf("%s: %w", p, ErrNotFound)
+		}
+		t, err := r.LoadTree(ctx, n.Subtree)
+		if err != nil {
+			return nil, err
+		}
+		child, ok := t.Find(name)
+		if !ok {
+			return nil, fmt.Errorf("%s: %w", p, ErrNotFound)
+		}
+		n = child
+	}
+	return n, nil
+}
+
+// Change is one difference between two jobs.
+type Change struct {
+	Path   string `json:"path"`
+	Kind   string `json:"kind"` // added, removed, modified
+	What   string `json:"what,omitempty"`
+	Before int64  `json:"size_before"`
+	After  int64  `json:"size_after"`
+}
+
+// Totals sum up a diff.
+type Totals struct {
+	Added, Removed, Modified int
+	BytesAdded, BytesRemoved int64
+}
+
+// Diff compares two trees. Subtrees with equal IDs are equal and skipped.
+func Diff(ctx context.Context, r *repo.Repository, a, b crypto.ID, fn func(Change)) (Totals, error) {
+	var tot Totals
+	emit := func(c Change) {
+		switch c.Kind {
+		case "added":
+			tot.Added++
+			tot.BytesAdded += c.After
+		case "removed":
+			tot.Removed++
+			tot.BytesRemoved += c.Before
+		default:
+			tot.Modified++
+			tot.BytesAdded += max(c.After-c.Before, 0)
+			tot.BytesRemoved += max(c.Before-c.After, 0)
+		}
+		fn(c)
+	}
+	err := diffTrees(ctx, r, a, b, "", emit)
+	return tot, err
+}
+
+func diffTrees(ctx context.Context, r *repo.Repository, a, b crypto.ID, prefix string, emit func(Change)) error {
+	if a == b {
+		return nil
+	}
+	ta, tb := &tree.Tree{}, &tree.Tree{}
+	var err error
+	if !a.IsZero() {
+		if ta, err = r.LoadTree(ctx, a); err != nil {
+			return err
+		}
+	}
+	if !b.IsZero() {
+		if tb, err = r.LoadTree(ctx, b); err != nil {
+			return err
+		}
+	}
+	i, j := 0, 0
+	for i < len(ta.Nodes) || j < len(tb.Nodes) {
+		var na, nb *tree.Node
+		switch {
+		case j >= len(tb.Nodes) || i < len(ta.Nodes) && ta.Nodes[i].Name < tb.Nodes[j].Name:
+			na = &ta.Nodes[i]
+			i++
+		case i >= len(ta.Nodes) || tb.Nodes[j].Name < ta.Nodes[i].Name:
+			nb = &tb.Nodes[j]
+			j++
+		default:
+			na, nb = &ta.Nodes[i], &tb.Nodes[j]
+			i++
+			j++
+		}
+		name := ""
+		if na != nil {
+			name = na.Name
+		} else {
+			name = nb.Name
+		}
+		p := path.Join(prefix, name)
+		switch {
+		case nb == nil:
+			if err := whole(ctx, r, na, p, "removed", emit); err != nil {
+				return err
+			}
+		case na == nil:
+			if err := whole(ctx, r, nb, p, "added", emit); err != nil {
+				return err
+			}
+		case na.Type != nb.Type:
+			if err := whole(ctx, r, na, p, "removed", emit); err != nil {
+				return err
+			}
+			if err := whole(ctx, r, nb, p, "added", emit); err != nil {
+				return err
+			}
+		case na.Type == tree.Dir:
+			if !sameMeta(na, nb) {
+				emit(Change{Path: p + "/", Kind: "modified", What: "metadata"})
+			}
+			if err := diffTrees(ctx, r, na.Subtree, nb.Subtree, p, emit); err != nil {
+				return err
+			}
+		default:
+			what := ""
+			if !sameContent(na, nb) {
+				what = "content"
+			} else if !sameMeta(na, nb) {
+				what = "metadata"
+			}
+			if what != "" {
+				emit(Change{Path: p, Kind: "modified", What: what, Before: int64(na.Size), After: int64(nb.Size)})
+			}
+		}
+	}
+	return nil
+}
+
+// whole reports an entry and everything below it as added or removed.
+func whole(ctx context.Context, r *repo.Repository, n *tree.Node, p, kind string, emit func(Change)) error {
+	size := func(n *tree.Node) int64 { return int64(n.Size) }
+	c := Change{Path: p, Kind: kind}
+	if n.Type == tree.Dir {
+		c.Path += "/"
+	}
+	if kind == "added" {
+		c.After = size(n)
+	} else {
+		c.Before = size(n)
+	}
+	emit(c)
+	if n.Type != tree.Dir {
+		return nil
+	}
+	return Walk(ctx, r, n.Subtree, p, func(cp string, cn *tree.Node) error {
+		c := Change{Path: cp, Kind: kind}
+		if cn.Type == tree.Dir {
+			c.Path += "/"
+		}
+		if kind == "added" {
+			c.After = size(cn)
+		} else {
+			c.Before = size(cn)
+		}
+		emit(c)
+		return nil
+	})
+}
+
+func sameContent(a, b *tree.Node) bool {
+	if a.Size != b.Size || len(a.Content) != len(b.Content) || a.Target != b.Target || a.Rdev != b.Rdev {
+		return false
+	}
+	for i := range a.Content {
+		if a.Content[i] != b.Content[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func sameMeta(a, b *tree.Node) bool {
+	return a.Mode == b.Mode && a.UID == b.UID && a.GID == b.GID && a.MTime == b.MTime && len(a.XAttrs) == len(b.XAttrs)
+}
+
+// Dump writes a file's content to w, or a directory as a tar stream.
+func Dump(ctx context.Context, r *repo.Repository, n *tree.Node, name string, w io.Writer) error {
+	if n.Type == tree.File {
+		return writeContent(ctx, r, n, w)
+	}
+	if n.Type != tree.Dir {
+		return fmt.Errorf("%s is a %s: only files and directories can be dumped", name, n.Type)
+	}
+	tw := tar.NewWriter(w)
+	base := strings.Trim(name, "/")
+	err := Walk(ctx, r, n.Subtree, base, func(p string, c *tree.Node) error {
+		h := &tar.Header{Name: p, Mode: int64(c.Mode & 0o7777), Uid: int(c.UID), Gid: int(c.GID),
+			ModTime: time.Unix(0, c.MTime)}
+		switch c.Type {
+		case tree.File:
+			h.Typeflag, h.Size = tar.TypeReg, int64(c.Size)
+		case tree.Dir:
+			h.Typeflag, h.Name = tar.TypeDir, p+"/"
+		case tree.Symlink:
+			h.Typeflag, h.Linkname = tar.TypeSymlink, c.Target
+		case tree.Fifo:
+			h.Typeflag = tar.TypeFifo
+		default:
+			return nil // devices and sockets have no place in a dump
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if c.Type == tree.File {
+			return writeContent(ctx, r, c, tw)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+func writeContent(ctx context.Context, r *repo.Repository, n *tree.Node, w io.Writer) error {
+	var buf []byte
+	for _, id := range n.Content {
+		b, err := r.LoadBlob(ctx, pack.Data, id, buf[:0])
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		buf = b
+	}
+	return nil
+}
+
+// JobStats are a job's sizes.
+type JobStats struct {
+	Files       int   `json:"files"`
+	Dirs        int   `json:"dirs"`
+	LogicalSize int64 `json:"logical_size"` // all files, as on disk
+	Chunks      int   `json:"chunks"`       // distinct chunks
+	RawSize     int64 `json:"raw_size"`     // distinct chunks, uncompressed
+	StoredSize  int64 `json:"stored_size"`  // distinct chunks as stored
+	Packs       int   `json:"packs"`
+}
+
+// Stats measures one job's tree.
+func Stats(ctx context.Context, r *repo.Repository, root crypto.ID) (*JobStats, error) {
+	st := &JobStats{}
+	seen := map[crypto.ID]bool{}
+	packs := map[crypto.ID]bool{}
+	add := func(id crypto.ID) {
+		if seen[id] {
+			return
+		}
+		seen[id] = true
+		if loc, ok := r.Index().Lookup(id); ok {
+			st.Chunks++
+			st.RawSize += int64(loc.RawLen)
+			st.StoredSize += int64(loc.Length)
+			packs[loc.PackID] = true
+		}
+	}
+	add(root)
+	err := Walk(ctx, r, root, "", func(p string, n *tree.Node) error {
+		switch n.Type {
+		case tree.File:
+			st.Files++
+			st.LogicalSize += int64(n.Size)
+			for _, id := range n.Content {
+				add(id)
+			}
+		case tree.Dir:
+			st.Dirs++
+			add(n.Subtree)
+		}
+		return nil
+	})
+	st.Packs = len(packs)
+	return st, err
+}

@@ -1,0 +1,192 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runup/runup/internal/progress"
+	"github.com/runup/runup/internal/repo"
+)
+
+// resolveJob reads a job spec: a number, "latest", or "PROJECT:latest".
+func resolveJob(jobs []*repo.Job, spec string) (*repo.Job, error) {
+	if n, err := strconv.Atoi(spec); err == nil {
+		for _, j := range jobs {
+			if j.Number == n {
+				return j, nil
+			}
+		}
+		return nil, fmt.Errorf("job %d does not exist (see 'runup jobs')", n)
+	}
+	project, latest := "", spec
+	if p, rest, ok := strings.Cut(spec, ":"); ok {
+		project, latest = p, rest
+	}
+	if latest != "latest" {
+		return nil, usageErr(fmt.Errorf("job %q: give a number, latest, or PROJECT:latest", spec))
+	}
+	var best *repo.Job
+	for _, j := range jobs {
+		if (project == "" || j.Project == project) && (best == nil || j.Number > best.Number) {
+			best = j
+		}
+	}
+	if best == nil {
+		if project != "" {
+			return nil, fmt.Errorf("project %q has no jobs", project)
+		}
+		return nil, fmt.Errorf("the repository has no jobs yet (run 'runup backup')")
+	}
+	return best, nil
+}
+
+// readSession opens the repository for reading, with its jobs.
+func (g *globals) readSession(ctx context.Context) (*session, []*repo.Job, error) {
+	e, err := g.loadEnv(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := e.open(ctx, repo.Options{}, sharedLock, "read")
+	if err != nil {
+		return nil, nil, err
+	}
+	jobs, problems, err := s.Jobs(ctx)
+	if err != nil {
+		s.close()
+		return nil, nil, err
+	}
+	for _, p := range problems {
+		fmt.Fprintf(g.stderr, "warning: %v (run 'runup check')\n", p)
+	}
+	return s, jobs, nil
+}
+
+func newJobs(g *globals) *cobra.Command {
+	var tags, hosts []string
+	c := &cobra.Command{
+		Use:   "jobs [PROJECT]",
+		Short: "List jobs: number, project, time, host, tags, files, size, size added, duration",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, jobs, err := g.readSession(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			var out []*repo.Job
+			for _, j := range jobs {
+				if len(args) == 1 && j.Project != args[0] {
+					continue
+				}
+				if len(tags) > 0 && !slices.ContainsFunc(tags, func(t string) bool { return slices.Contains(j.Tags, t) }) {
+					continue
+				}
+				if len(hosts) > 0 && !slices.Contains(hosts, j.Host) {
+					continue
+				}
+				out = append(out, j)
+			}
+			if g.json {
+				if out == nil {
+					out = []*repo.Job{}
+				}
+				return writeJSON(g, out)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintln(tw, "job\tproject\ttime\thost\ttags\tfiles\tsize\tadded\tduration\t")
+			for _, j := range out {
+				s := j.Summary
+				tagList := strings.Join(j.Tags, ",")
+				if tagList == "" {
+					tagList = "-"
+				}
+				mark := ""
+				if j.Incomplete {
+					mark = " (incomplete)"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%.1fs%s\t\n", j.Number, j.Project, j.Time.Local().Format("2006-01-02 15:04:05"),
+					j.Host, tagList, s.FilesNew+s.FilesChanged+s.FilesUnchanged, progress.Bytes(s.BytesTotal), progress.Bytes(s.BytesAdded), s.Seconds, mark)
+			}
+			tw.Flush()
+			if len(out) == 0 {
+				g.printf("No jobs.\n")
+			}
+			return nil
+		},
+	}
+	c.Flags().StringSliceVar(&tags, "tag", nil, "only jobs with this tag (repeatable)")
+	c.Flags().StringSliceVar(&hosts, "host", nil, "only jobs from this host (repeatable)")
+	return c
+}
+
+func writeJSON(g *globals, v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newTag(g *globals) *cobra.Command {
+	var add, remove []string
+	c := &cobra.Command{
+		Use:   "tag JOB... --add T | --remove T",
+		Short: "Add or remove labels of jobs",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(add) == 0 && len(remove) == 0 {
+				return usageErr(fmt.Errorf("say --add TAG or --remove TAG"))
+			}
+			ctx := cmd.Context()
+			e, err := g.loadEnv(false)
+			if err != nil {
+				return err
+			}
+			s, err := e.open(ctx, repo.Options{}, exclusiveLock, "tag")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			jobs, _, err := s.Jobs(ctx)
+			if err != nil {
+				return err
+			}
+			for _, spec := range args {
+				j, err := resolveJob(jobs, spec)
+				if err != nil {
+					return err
+				}
+				for _, t := range add {
+					if !slices.Contains(j.Tags, t) {
+						j.Tags = append(j.Tags, t)
+					}
+				}
+				j.Tags = slices.DeleteFunc(j.Tags, func(t string) bool { return slices.Contains(remove, t) })
+				if err := s.UpdateJob(ctx, j); err != nil {
+					return err
+				}
+				g.printf("Job %d: tags %s\n", j.Number, strings.Join(j.Tags, ", "))
+			}
+			return nil
+		},
+	}
+	c.Flags().StringSliceVar(&add, "add", nil, "tag to add (repeatable)")
+	c.Flags().StringSliceVar(&remove, "remove", nil, "tag to remove (repeatable)")
+	return c
+}
+
+// parseWhen reads a date or time for --since/--until.
+func parseWhen(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, usageErr(fmt.Errorf("time %q: use 2006-01-02, 2006-01-02 15:04 or RFC 3339", s))
+}

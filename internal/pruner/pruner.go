@@ -1,0 +1,265 @@
+// Package pruner reclaims space: it removes packs that hold nothing any job
+// uses and repacks packs that are mostly unused.
+//
+// It is crash-safe by construction: new packs and the new index are written
+// and synced before any old file is removed, old index files go before the
+// packs they describe, and at every moment the index files present describe
+// only packs that exist. Interrupted, it leaves a valid repository that a
+// later prune finishes cleaning.
+package pruner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/runup/runup/internal/backend"
+	"github.com/runup/runup/internal/crypto"
+	"github.com/runup/runup/internal/index"
+	"github.com/runup/runup/internal/pack"
+	"github.com/runup/runup/internal/repo"
+	"github.com/runup/runup/internal/tree"
+)
+
+// Options tune a prune.
+type Options struct {
+	// MaxUnused is the share of a pack that may be unused before it is
+	// repacked (0.05 for 5%).
+	MaxUnused float64
+	// MaxRepackSize bounds the bytes of packs repacked in one run (0: no
+	// bound).
+	MaxRepackSize int64
+	DryRun        bool
+}
+
+// Stats tell what a prune did (or would do).
+type Stats struct {
+	Packs         int   `json:"packs"`
+	PacksDeleted  int   `json:"packs_deleted"`
+	PacksRepacked int   `json:"packs_repacked"`
+	PacksKept     int   `json:"packs_kept"`
+	BytesBefore   int64 `json:"bytes_before"`
+	BytesFreed    int64 `json:"bytes_freed"`
+	BytesRepacked int64 `json:"bytes_repacked"`
+	BlobsUsed     int   `json:"blobs_used"`
+	BlobsUnused   int   `json:"blobs_unused"`
+}
+
+// Prune runs under the caller's exclusive lock.
+func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
+	pc, err := r.ReadPackContents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all := index.New()
+	for id, blobs := range pc.Packs {
+		all.AddPack(id, blobs)
+	}
+	r.ReplaceIndex(all)
+
+	used, err := usedBlobs(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+
+	// Claim each used blob in one pack, preferring packs that are most used,
+	// so that duplicates end up unused in the others.
+	// size is the file; blobSz only its blobs, against which the unused
+	// share is measured (a header is not waste).
+	type packInfo struct {
+		id                   crypto.ID
+		size, blobSz, usedSz int64
+		claims               []pack.Blob
+	}
+	infos := make([]*packInfo, 0, len(pc.Packs))
+	for id, blobs := range pc.Packs {
+		pi := &packInfo{id: id, size: pc.Sizes[id]}
+		for _, b := range blobs {
+			pi.blobSz += int64(b.Length)
+			if used[b.ID] {
+				pi.usedSz += int64(b.Length)
+			}
+		}
+		infos = append(infos, pi)
+	}
+	slices.SortFunc(infos, func(a, b *packInfo) int {
+		ra, rb := float64(a.usedSz)/float64(max(a.blobSz, 1)), float64(b.usedSz)/float64(max(b.blobSz, 1))
+		switch {
+		case ra > rb:
+			return -1
+		case ra < rb:
+			return 1
+		}
+		return strings.Compare(string(a.id[:]), string(b.id[:]))
+	})
+	claimed := map[crypto.ID]bool{}
+	for _, pi := range infos {
+		pi.usedSz = 0
+		for _, b := range pc.Packs[pi.id] {
+			if used[b.ID] && !claimed[b.ID] {
+				claimed[b.ID] = true
+				pi.claims = append(pi.claims, b)
+				pi.usedSz += int64(b.Length)
+			}
+		}
+	}
+	st := &Stats{Packs: len(infos), BlobsUsed: len(claimed)}
+	for _, blobs := range pc.Packs {
+		for _, b := range blobs {
+			if !used[b.ID] {
+				st.BlobsUnused++
+			}
+		}
+	}
+	var keep, repack, drop []*packInfo
+	for _, pi := range infos {
+		st.BytesBefore += pi.size
+		unused := float64(pi.blobSz-pi.usedSz) / float64(max(pi.blobSz, 1))
+		switch {
+		case len(pi.claims) == 0:
+			drop = append(drop, pi)
+		case unused > o.MaxUnused && (o.MaxRepackSize == 0 || st.BytesRepacked+pi.size <= o.MaxRepackSize):
+			repack = append(repack, pi)
+			st.BytesRepacked += pi.size
+		default:
+			keep = append(keep, pi)
+		}
+	}
+	st.PacksDeleted, st.PacksRepacked, st.PacksKept = len(drop), len(repack), len(keep)
+	for _, pi := range drop {
+		st.BytesFreed += pi.size
+	}
+	for _, pi := range repack {
+		st.BytesFreed += pi.blobSz - pi.usedSz
+	}
+	if o.DryRun || (len(drop) == 0 && len(repack) == 0 && len(pc.IndexFiles) <= 1) {
+		return st, removeForgottenRecords(ctx, r, o.DryRun)
+	}
+
+	// The new index: the kept packs, plus whatever repacking writes.
+	next := index.New()
+	var keptPacks []index.PackBlobs
+	for _, pi := range keep {
+		next.AddPack(pi.id, pc.Packs[pi.id])
+		keptPacks = append(keptPacks, index.PackBlobs{ID: pi.id, Blobs: pc.Packs[pi.id]})
+	}
+	r.ReplaceIndex(next)
+	before := map[string]bool{}
+	for _, n := range r.IndexFileNames() {
+		before[n] = true
+	}
+	for _, pi := range repack {
+		if err := repackOne(ctx, r, pi.id, pi.claims); err != nil {
+			return nil, err
+		}
+	}
+	// Durable before anything is removed: the new packs and their index
+	// (Flush), then index files for the kept packs.
+	if err := r.Flush(ctx); err != nil {
+		return nil, err
+	}
+	written, err := r.WriteIndex(ctx, keptPacks)
+	if err != nil {
+		return nil, err
+	}
+	fresh := map[string]bool{}
+	for _, n := range written {
+		fresh[n] = true
+	}
+	for _, n := range r.IndexFileNames() {
+		if !before[n] {
+			fresh[n] = true // written by this prune's Flush
+		}
+	}
+	for _, name := range pc.IndexFiles {
+		if !fresh[name] {
+			if err := r.Backend().Remove(ctx, backend.Handle{Type: backend.Index, Name: name}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, pi := range append(drop, repack...) {
+		// Never remove a pack the new index uses: an unencrypted repository
+		// seals deterministically, so repacking can write a pack identical
+		// to (and named as) the one it replaces.
+		if r.Index().HasPack(pi.id) {
+			continue
+		}
+		if err := r.Backend().Remove(ctx, backend.Handle{Type: backend.Data, Name: pi.id.String()}); err != nil {
+			return nil, err
+		}
+	}
+	return st, removeForgottenRecords(ctx, r, false)
+}
+
+// usedBlobs walks every job's trees. A tree that cannot be read stops the
+// prune: what it references is unknown, so nothing may be deleted.
+func usedBlobs(ctx context.Context, r *repo.Repository) (map[crypto.ID]bool, error) {
+	jobs, problems, err := r.Jobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w: %v; prune refuses to run on a damaged repository (run 'runup check')", repo.ErrDamaged, errors.Join(problems...))
+	}
+	used := map[crypto.ID]bool{}
+	var walk func(id crypto.ID) error
+	walk = func(id crypto.ID) error {
+		if used[id] {
+			return nil // shared subtree, already walked
+		}
+		used[id] = true
+		t, err := r.LoadTree(ctx, id)
+		if err != nil {
+			return fmt.Errorf("%w; prune refuses to run on a damaged repository (run 'runup check')", err)
+		}
+		for _, n := range t.Nodes {
+			switch n.Type {
+			case tree.Dir:
+				if err := walk(n.Subtree); err != nil {
+					return err
+				}
+			case tree.File:
+				for _, c := range n.Content {
+					used[c] = true
+				}
+			}
+		}
+		return nil
+	}
+	for _, j := range jobs {
+		if err := walk(j.Tree); err != nil {
+			return nil, fmt.Errorf("job %d: %w", j.Number, err)
+		}
+	}
+	return used, nil
+}
+
+// repackOne reads a pack once and stores its claimed blobs again, verified.
+func repackOne(ctx context.Context, r *repo.Repository, id crypto.ID, claims []pack.Blob) error {
+	data, err := r.Backend().Load(ctx, backend.Handle{Type: backend.Data, Name: id.String()}, 0, 0)
+	if err != nil {
+		return err
+	}
+	for _, b := range claims {
+		plain, err := r.DecodeBlob(index.Location{PackID: id, Blob: b}, data[b.Offset:b.Offset+b.Length], nil)
+		if err != nil {
+			return fmt.Errorf("repack: %w; nothing was removed (run 'runup check')", err)
+		}
+		if _, err := r.SaveBlob(ctx, b.Type, b.ID, plain); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeForgottenRecords finishes forgets that were interrupted between the
+// tombstone and the record's removal.
+func removeForgottenRecords(ctx context.Context, r *repo.Repository, dryRun bool) error {
+	if dryRun {
+		return nil
+	}
+	return r.CleanForgotten(ctx)
+}
