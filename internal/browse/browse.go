@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"strings"
 	"time"
@@ -23,11 +24,9 @@ import (
 var ErrNotFound = errors.New("no such path in the job")
 
 // WalkFunc sees every entry under a tree, depth first, in name order; p is
-// slash-separated and relative to the job's root.
+// slash-separated and relative to the job's root. Returning fs.SkipDir for a
+// directory skips its content.
 type WalkFunc func(p string, n *tree.Node) error
-
-// SkipDir, returned for a directory, skips its content.
-var SkipDir = errors.New("skip this directory")
 
 // Walk visits the tree id, its entries named under prefix.
 func Walk(ctx context.Context, r *repo.Repository, id crypto.ID, prefix string, fn WalkFunc) error {
@@ -42,7 +41,7 @@ func Walk(ctx context.Context, r *repo.Repository, id crypto.ID, prefix string, 
 		n := &t.Nodes[i]
 		p := path.Join(prefix, n.Name)
 		err := fn(p, n)
-		if errors.Is(err, SkipDir) {
+		if errors.Is(err, fs.SkipDir) {
 			continue
 		}
 		if err != nil {

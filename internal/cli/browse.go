@@ -96,7 +96,7 @@ func newLs(g *globals) *cobra.Command {
 				err = browse.Walk(ctx, s.Repository, n.Subtree, p, func(cp string, cn *tree.Node) error {
 					show(cp, cn)
 					if !recursive && cn.Type == tree.Dir {
-						return browse.SkipDir
+						return fs.SkipDir
 					}
 					return nil
 				})

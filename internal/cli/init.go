@@ -2,18 +2,19 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/runup/runup/internal/backend/local"
+	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/repo"
 )
 
 func newInit(g *globals) *cobra.Command {
-	var encrypt bool
+	var encrypt, noEncryption bool
 	c := &cobra.Command{
 		Use:   "init",
 		Short: "Create the repository (default: .runup/ beside runup.yaml)",
@@ -24,10 +25,6 @@ is still verified by its hash.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := g.loadEnv(false)
-			if err != nil {
-				return err
-			}
-			be, err := e.backend()
 			if err != nil {
 				return err
 			}
@@ -53,13 +50,21 @@ is still verified by its hash.`,
 			if pw != nil && len(pw) == 0 {
 				return withCode(ExitPassword, errors.New("the password is empty"))
 			}
-			if lb, ok := be.(*local.Backend); ok {
-				if err := checkEmptyOrMissing(lb.Location()); err != nil {
+			if pw == nil && isURL(e.repoLoc) && !noEncryption {
+				return withCode(ExitPassword, errors.New("a remote repository is encrypted by default: set RUNUP_PASSWORD (or --password-file, or password: in runup.yaml), or pass --no-encryption to store data unencrypted off this machine"))
+			}
+			if !isURL(e.repoLoc) {
+				if err := checkEmptyOrMissing(e.repoLoc); err != nil {
 					return err
 				}
-				if err := lb.Create(); err != nil {
-					return err
-				}
+			}
+			be, err := e.backend(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer be.Close()
+			if err := createLayout(cmd.Context(), be); err != nil {
+				return err
 			}
 			err = repo.Init(cmd.Context(), be, repo.InitOptions{Password: pw})
 			if errors.Is(err, repo.ErrAlreadyExists) {
@@ -77,7 +82,25 @@ is still verified by its hash.`,
 		},
 	}
 	c.Flags().BoolVar(&encrypt, "encrypt", false, "ask for a password on the terminal and encrypt the repository")
+	c.Flags().BoolVar(&noEncryption, "no-encryption", false, "allow an unencrypted remote repository")
 	return c
+}
+
+// createLayout makes what a backend needs before its first file: folders
+// on a disk or SFTP server, the bucket on object storage.
+func createLayout(ctx context.Context, be backend.Backend) error {
+	for {
+		switch b := be.(type) {
+		case interface{ Create() error }:
+			return b.Create()
+		case interface{ Create(context.Context) error }:
+			return b.Create(ctx)
+		case interface{ Unwrap() backend.Backend }:
+			be = b.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 // checkEmptyOrMissing refuses to make a repository inside a directory that

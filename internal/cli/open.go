@@ -8,12 +8,16 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"time"
 	"strings"
 
 	"golang.org/x/term"
 
 	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/backend/local"
+	"github.com/runup/runup/internal/backend/retry"
+	"github.com/runup/runup/internal/backend/s3"
+	"github.com/runup/runup/internal/backend/sftp"
 	"github.com/runup/runup/internal/config"
 	"github.com/runup/runup/internal/repo"
 )
@@ -75,24 +79,58 @@ func (e *env) localRepoDir() string {
 }
 
 // uploads is how many packs to write at once: one suffices for a local
-// disk, and each costs a pack of memory.
+// disk, and each costs a pack of memory; remote storage wants more.
 func (e *env) uploads() int {
+	if e.g.connections > 0 {
+		return e.g.connections
+	}
 	if isURL(e.repoLoc) {
-		return 0
+		return 4
 	}
 	return 1
 }
 
-func (e *env) backend() (backend.Backend, error) {
-	if isURL(e.repoLoc) {
-		scheme := e.repoLoc[:strings.Index(e.repoLoc, "://")]
-		return nil, usageErr(fmt.Errorf("repository %s: %s:// repositories are not supported yet; use a local path", e.repoLoc, scheme))
-	}
-	be, err := local.Open(e.repoLoc)
-	if err != nil {
-		return nil, err
+func (e *env) backend(ctx context.Context) (backend.Backend, error) {
+	var be backend.Backend
+	switch scheme(e.repoLoc) {
+	case "":
+		lb, err := local.Open(e.repoLoc)
+		if err != nil {
+			return nil, err
+		}
+		be = lb
+	case "s3":
+		cfg, err := s3.ParseURL(e.repoLoc)
+		if err != nil {
+			return nil, usageErr(err)
+		}
+		sb, err := s3.Open(cfg)
+		if err != nil {
+			return nil, err
+		}
+		be = retry.Wrap(sb, 5, 500*time.Millisecond)
+	case "sftp":
+		cfg, err := sftp.ParseURL(e.repoLoc)
+		if err != nil {
+			return nil, usageErr(err)
+		}
+		sb, err := sftp.Open(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		be = retry.Wrap(sb, 5, 500*time.Millisecond)
+	default:
+		return nil, usageErr(fmt.Errorf("repository %s: unknown scheme %q (use a path, sftp:// or s3://)", e.repoLoc, scheme(e.repoLoc)))
 	}
 	return wrapBackend(be)
+}
+
+// scheme is a location's URL scheme, or "" for a local path.
+func scheme(loc string) string {
+	if !isURL(loc) {
+		return ""
+	}
+	return loc[:strings.Index(loc, "://")]
 }
 
 // password finds the password without asking: RUNUP_PASSWORD, then
@@ -188,7 +226,7 @@ func (e *env) open(ctx context.Context, o repo.Options, lk lockKind, command str
 
 // openRepo opens the repository without locking it or loading its index.
 func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, error) {
-	be, err := e.backend()
+	be, err := e.backend(ctx)
 	if err != nil {
 		return nil, err
 	}

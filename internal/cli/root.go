@@ -31,6 +31,7 @@ type globals struct {
 	quiet        bool
 	cpuProfile   string
 	lockWait     time.Duration
+	connections  int
 
 	stdin  io.Reader
 	stdout io.Writer
@@ -98,6 +99,7 @@ ones store only new or changed data, yet every job restores as a full backup.`,
 	f.StringVar(&g.passwordFile, "password-file", "", "read the repository password from this file (else $RUNUP_PASSWORD)")
 	f.BoolVar(&g.json, "json", false, "print results as JSON")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
+	f.IntVar(&g.connections, "connections", 0, "packs written or read at once (default 1 local, 4 remote)")
 	f.DurationVar(&g.lockWait, "lock-wait", 0, "wait this long for a lock held by another process (e.g. 5m)")
 	f.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
 	_ = f.MarkHidden("cpu-profile")

@@ -96,3 +96,6 @@ func (b *Backend) step(op string, h backend.Handle, do func() error) error {
 	}
 	return err
 }
+
+// Unwrap returns the wrapped backend.
+func (b *Backend) Unwrap() backend.Backend { return b.Backend }

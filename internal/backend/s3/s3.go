@@ -1,0 +1,251 @@
+// Package s3 stores a repository in an S3-compatible object store (AWS S3,
+// MinIO, Ceph RGW, Backblaze B2, Wasabi, versitygw, …).
+//
+// Objects are written whole with PutObject, which a store makes visible
+// only when complete; write-once files use If-None-Match: * so that a second
+// writer of the same name loses, as on a local disk. Reads are ranged.
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/runup/runup/internal/backend"
+)
+
+// Config is a parsed s3:// location.
+type Config struct {
+	Endpoint  string // host[:port]
+	Bucket    string
+	Prefix    string
+	HTTP      bool   // plain HTTP (a local test server)
+	PathStyle bool   // bucket in the path rather than the host name
+	Region    string // optional
+}
+
+// ParseURL reads s3://host[:port]/bucket[/prefix][?http=1&path-style=1&region=R].
+func ParseURL(s string) (Config, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "s3" || u.Host == "" {
+		return Config{}, fmt.Errorf("repository %q: want s3://host[:port]/bucket[/prefix]", s)
+	}
+	parts := strings.SplitN(strings.Trim(u.Path, "/"), "/", 2)
+	if parts[0] == "" {
+		return Config{}, fmt.Errorf("repository %q: no bucket: want s3://host[:port]/bucket[/prefix]", s)
+	}
+	c := Config{Endpoint: u.Host, Bucket: parts[0]}
+	if len(parts) == 2 {
+		c.Prefix = strings.Trim(parts[1], "/")
+	}
+	q := u.Query()
+	for k := range q {
+		switch k {
+		case "http", "path-style", "region":
+		default:
+			return Config{}, fmt.Errorf("repository %q: unknown option %q (http, path-style, region)", s, k)
+		}
+	}
+	c.HTTP = q.Get("http") == "1" || q.Get("http") == "true"
+	c.PathStyle = q.Get("path-style") == "1" || q.Get("path-style") == "true"
+	c.Region = q.Get("region")
+	if c.Region == "" {
+		c.Region = os.Getenv("AWS_REGION")
+	}
+	if c.Region == "" {
+		c.Region = os.Getenv("AWS_DEFAULT_REGION")
+	}
+	return c, nil
+}
+
+// Backend is a repository in a bucket.
+type Backend struct {
+	c      *minio.Client
+	cfg    Config
+	ifNone bool // the store honours If-None-Match: * on PUT
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// credentialsChain takes credentials the way AWS tools do: the environment
+// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), then the
+// shared credentials file for AWS_PROFILE, then an instance role.
+func credentialsChain() *credentials.Credentials {
+	file := os.Getenv("AWS_SHARED_CREDENTIALS_FILE")
+	if file == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			file = filepath.Join(home, ".aws", "credentials")
+		}
+	}
+	return credentials.NewChainCredentials([]credentials.Provider{
+		&credentials.EnvAWS{},
+		&credentials.FileAWSCredentials{Filename: file, Profile: os.Getenv("AWS_PROFILE")},
+		&credentials.IAM{},
+	})
+}
+
+// Open connects to the store; it does not create the bucket.
+func Open(cfg Config) (*Backend, error) {
+	lookup := minio.BucketLookupAuto
+	if cfg.PathStyle {
+		lookup = minio.BucketLookupPath
+	}
+	c, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:        credentialsChain(),
+		Secure:       !cfg.HTTP,
+		Region:       cfg.Region,
+		BucketLookup: lookup,
+		MaxRetries:   5,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
+	}
+	return &Backend{c: c, cfg: cfg, ifNone: true}, nil
+}
+
+// Create makes the bucket if it does not exist.
+func (b *Backend) Create(ctx context.Context) error {
+	ok, err := b.c.BucketExists(ctx, b.cfg.Bucket)
+	if err != nil {
+		return b.wrap("bucket "+b.cfg.Bucket, err)
+	}
+	if ok {
+		return nil
+	}
+	if err := b.c.MakeBucket(ctx, b.cfg.Bucket, minio.MakeBucketOptions{Region: b.cfg.Region}); err != nil {
+		return b.wrap("create bucket "+b.cfg.Bucket, err)
+	}
+	return nil
+}
+
+// Location implements backend.Backend; it names no credentials.
+func (b *Backend) Location() string {
+	scheme := "s3"
+	return fmt.Sprintf("%s://%s/%s", scheme, b.cfg.Endpoint, path.Join(b.cfg.Bucket, b.cfg.Prefix))
+}
+
+func (b *Backend) key(h backend.Handle) string {
+	var k string
+	if h.Type == backend.Config {
+		k = "config"
+	} else {
+		k = string(h.Type) + "/" + h.Name
+	}
+	return path.Join(b.cfg.Prefix, k)
+}
+
+func (b *Backend) wrap(what string, err error) error {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) {
+		switch resp.Code {
+		case "NoSuchKey", "NoSuchBucket":
+			return fmt.Errorf("%s: %w", what, backend.ErrNotExist)
+		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch":
+			return fmt.Errorf("%s: %s (check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)", what, resp.Message)
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("%s: %w", what, backend.ErrNotExist)
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Save implements backend.Backend.
+func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error {
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: len(data) < 64<<20}
+	if b.ifNone {
+		opts.SetMatchETagExcept("*")
+	} else if _, err := b.Stat(ctx, h); err == nil {
+		return fmt.Errorf("save %v: %w", h, backend.ErrExists)
+	}
+	_, err := b.c.PutObject(ctx, b.cfg.Bucket, b.key(h), bytes.NewReader(data), int64(len(data)), opts)
+	if err != nil {
+		var resp minio.ErrorResponse
+		if errors.As(err, &resp) && (resp.StatusCode == http.StatusPreconditionFailed || resp.Code == "PreconditionFailed") {
+			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
+		}
+		return b.wrap(fmt.Sprintf("save %v", h), err)
+	}
+	return nil
+}
+
+// Load implements backend.Backend.
+func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int64) ([]byte, error) {
+	opts := minio.GetObjectOptions{}
+	if offset > 0 || length > 0 {
+		end := int64(0)
+		if length > 0 {
+			end = offset + length - 1
+		}
+		if err := opts.SetRange(offset, end); err != nil {
+			return nil, err
+		}
+	}
+	obj, err := b.c.GetObject(ctx, b.cfg.Bucket, b.key(h), opts)
+	if err != nil {
+		return nil, b.wrap(fmt.Sprintf("load %v", h), err)
+	}
+	defer obj.Close()
+	var buf bytes.Buffer
+	if length > 0 {
+		buf.Grow(int(length))
+	}
+	if _, err := buf.ReadFrom(obj); err != nil {
+		return nil, b.wrap(fmt.Sprintf("load %v", h), err)
+	}
+	if length > 0 && int64(buf.Len()) != length {
+		return nil, fmt.Errorf("load %v: got %d bytes at %d, want %d", h, buf.Len(), offset, length)
+	}
+	return buf.Bytes(), nil
+}
+
+// Stat implements backend.Backend.
+func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
+	info, err := b.c.StatObject(ctx, b.cfg.Bucket, b.key(h), minio.StatObjectOptions{})
+	if err != nil {
+		return backend.FileInfo{}, b.wrap(fmt.Sprintf("stat %v", h), err)
+	}
+	return backend.FileInfo{Name: h.Name, Size: info.Size}, nil
+}
+
+// List implements backend.Backend.
+func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
+	prefix := path.Join(b.cfg.Prefix, string(t)) + "/"
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for obj := range b.c.ListObjects(ctx, b.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if obj.Err != nil {
+			return b.wrap(fmt.Sprintf("list %s", t), obj.Err)
+		}
+		name := strings.TrimPrefix(obj.Key, prefix)
+		if name == "" || strings.Contains(name, "/") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		if err := fn(backend.FileInfo{Name: name, Size: obj.Size}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove implements backend.Backend.
+func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
+	err := b.c.RemoveObject(ctx, b.cfg.Bucket, b.key(h), minio.RemoveObjectOptions{})
+	if err != nil && !errors.Is(b.wrap("", err), backend.ErrNotExist) {
+		return b.wrap(fmt.Sprintf("remove %v", h), err)
+	}
+	return nil
+}
+
+// Close implements backend.Backend.
+func (b *Backend) Close() error { return nil }
