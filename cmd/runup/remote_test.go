@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/runup/runup/internal/testservers"
+)
+
+// remote is a repository location on a real server, with the environment a
+// client needs (credentials, HOME with SSH keys) and a way to cut it off.
+type remote struct {
+	url   func(name string) string
+	env   []string
+	stop  func()
+	start func()
+}
+
+func remotes(t *testing.T) map[string]remote {
+	s3 := testservers.StartS3(t)
+	sshd := testservers.StartSSHD(t)
+	base := t.TempDir()
+	return map[string]remote{
+		"s3": {url: func(name string) string { return s3.URL("runup", name) }, env: s3.Env(), stop: s3.Stop, start: s3.Start},
+		"sftp": {url: func(name string) string { return sshd.URL(filepath.Join(base, name)) },
+			env: []string{"HOME=" + sshd.Home, "SSH_AUTH_SOCK="}, stop: sshd.Stop, start: sshd.Start},
+	}
+}
+
+// runIn runs a binary in dir with extra environment and checks its exit code.
+func runIn(t *testing.T, bin, dir string, env []string, want int, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if got := exitCode(err); got != want {
+		t.Fatalf("runup %s: exit %d, want %d\n%s", strings.Join(args, " "), got, want, out.String())
+	}
+	return out.String()
+}
+
+func TestRemoteRepositories(t *testing.T) {
+	for kind, rm := range remotes(t) {
+		t.Run(kind, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(8, 8))
+			dir := t.TempDir()
+			data := filepath.Join(dir, "data")
+			os.MkdirAll(filepath.Join(data, "sub"), 0o755)
+			for i := range 12 {
+				writeRandom(t, r, filepath.Join(data, "sub", fmt.Sprintf("f%d", i)), r.IntN(2<<20))
+			}
+			writeRandom(t, r, filepath.Join(data, "big"), 20<<20)
+			os.WriteFile(filepath.Join(dir, "runup.yaml"), []byte("version: '1'\nproject:\n  p:\n    include: ['./data']\n"), 0o644)
+			env := append(rm.env, "RUNUP_PASSWORD=remote secret")
+			loc := rm.url("repo")
+			run := func(want int, args ...string) string {
+				t.Helper()
+				return runIn(t, runupBin(), dir, env, want, append([]string{"--repo", loc}, args...)...)
+			}
+
+			// Data leaves the machine encrypted unless the user says otherwise.
+			out := runIn(t, runupBin(), dir, rm.env, 12, "--repo", rm.url("plain"), "init")
+			if !strings.Contains(out, "--no-encryption") {
+				t.Fatalf("unencrypted remote init: %s", out)
+			}
+			runIn(t, runupBin(), dir, rm.env, 0, "--repo", rm.url("plain"), "init", "--no-encryption")
+
+			run(0, "init")
+			run(0, "backup")
+			want1 := capture(t, data)
+			writeRandom(t, r, filepath.Join(data, "sub", "f3"), 3<<20)
+			os.Rename(filepath.Join(data, "sub", "f4"), filepath.Join(data, "f4-moved"))
+			run(0, "backup")
+			want2 := capture(t, data)
+			if out := run(0, "check", "--read-data"); !strings.Contains(out, "No problems found") {
+				t.Fatal(out)
+			}
+			for job, want := range map[string]map[string]entry{"1": want1, "2": want2} {
+				dst := t.TempDir()
+				run(0, "restore", "-j", job, "-l", dst, "-f")
+				compareCapture(t, want, capture(t, filepath.Join(dst, "data")), kind+" job "+job)
+			}
+			run(0, "forget", "--keep-last", "1", "--prune")
+			run(0, "check", "--read-data")
+			dst := t.TempDir()
+			run(0, "restore", "-l", dst, "-f")
+			compareCapture(t, want2, capture(t, filepath.Join(dst, "data")), kind+" after prune")
+
+			// The crash test of the trust issue, against the server: kill at
+			// every step of a backup's commit order.
+			writeRandom(t, r, filepath.Join(data, "new"), 18<<20)
+			want3 := capture(t, data)
+			for n := 1; ; n++ {
+				cmd := exec.Command(faultBin(), "--repo", loc, "backup")
+				cmd.Dir = dir
+				cmd.Env = append(os.Environ(), append(env, fmt.Sprintf("RUNUP_FAULT=kill-after:%d", n))...)
+				if out, err := cmd.CombinedOutput(); err == nil {
+					if n < 3 {
+						t.Fatalf("the fault never fired: %s", out)
+					}
+					break
+				}
+				if out := run(0, "check", "--read-data"); !strings.Contains(out, "No problems found") {
+					t.Fatalf("after a kill at step %d: %s", n, out)
+				}
+			}
+			dst = t.TempDir()
+			run(0, "restore", "-l", dst, "-f")
+			compareCapture(t, want3, capture(t, filepath.Join(dst, "data")), kind+" after crashes")
+
+			// The server goes away in the middle of a backup: a clear error,
+			// a valid repository, and a rerun completes once it is back.
+			writeRandom(t, r, filepath.Join(data, "during-outage"), 20<<20)
+			want4 := capture(t, data)
+			cmd := exec.Command(faultBin(), "--repo", loc, "backup")
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), append(env, "RUNUP_FAULT=pause-before:3")...)
+			var bout bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &bout, &bout
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(800 * time.Millisecond)
+			rm.stop()
+			err := cmd.Wait()
+			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); exitCode(err) != 1 || ok && ws.Signaled() {
+				t.Fatalf("backup during an outage: exit %d\n%s", exitCode(err), bout.String())
+			}
+			if lines := strings.Count(strings.TrimSpace(bout.String()), "\n"); lines > 2 {
+				t.Errorf("the outage is not reported in a line or two:\n%s", bout.String())
+			}
+			rm.start()
+			run(0, "check", "--read-data")
+			run(0, "backup")
+			dst = t.TempDir()
+			run(0, "restore", "-l", dst, "-f")
+			compareCapture(t, want4, capture(t, filepath.Join(dst, "data")), kind+" after the outage")
+		})
+	}
+}
