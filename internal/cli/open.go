@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"time"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
