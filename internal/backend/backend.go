@@ -51,6 +51,10 @@ type FileInfo struct {
 // written once, and a second writer of the same name loses.
 var ErrExists = errors.New("file already exists")
 
+// ErrPermanent marks a failure that retrying cannot cure: bad credentials,
+// an invalid bucket name, a refused request.
+var ErrPermanent = errors.New("permanent failure")
+
 // ErrNotExist is returned (wrapped) for a missing file; it is fs.ErrNotExist so
 // that errors.Is works against either.
 var ErrNotExist = fs.ErrNotExist

@@ -28,6 +28,7 @@ func Wrap(be backend.Backend, attempts int, base time.Duration) *Backend {
 func permanent(err error) bool {
 	var s stop
 	return errors.As(err, &s) || errors.Is(err, backend.ErrNotExist) || errors.Is(err, backend.ErrExists) ||
+		errors.Is(err, backend.ErrPermanent) ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
@@ -48,7 +49,7 @@ func (b *Backend) do(ctx context.Context, what string, op func() error) error {
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
-	return fmt.Errorf("%s: gave up after %d attempts: %w", what, b.Attempts, err)
+	return fmt.Errorf("gave up after %d attempts: %w", b.Attempts, err)
 }
 
 // Save implements backend.Backend.

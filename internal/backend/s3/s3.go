@@ -130,8 +130,7 @@ func (b *Backend) Create(ctx context.Context) error {
 
 // Location implements backend.Backend; it names no credentials.
 func (b *Backend) Location() string {
-	scheme := "s3"
-	return fmt.Sprintf("%s://%s/%s", scheme, b.cfg.Endpoint, path.Join(b.cfg.Bucket, b.cfg.Prefix))
+	return fmt.Sprintf("s3://%s/%s", b.cfg.Endpoint, path.Join(b.cfg.Bucket, b.cfg.Prefix))
 }
 
 func (b *Backend) key(h backend.Handle) string {
@@ -151,10 +150,17 @@ func (b *Backend) wrap(what string, err error) error {
 		case "NoSuchKey", "NoSuchBucket":
 			return fmt.Errorf("%s: %w", what, backend.ErrNotExist)
 		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch":
-			return fmt.Errorf("%s: %s (check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)", what, resp.Message)
+			return fmt.Errorf("%s: %w: %s (check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)", what, backend.ErrPermanent, resp.Message)
 		}
 		if resp.StatusCode == http.StatusNotFound {
 			return fmt.Errorf("%s: %w", what, backend.ErrNotExist)
+		}
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+			return fmt.Errorf("%s: %w: %w", what, backend.ErrPermanent, err)
+		}
+		if resp.StatusCode == 0 && resp.Code != "" {
+			// Refused by the client library before sending: invalid names.
+			return fmt.Errorf("%s: %w: %w", what, backend.ErrPermanent, err)
 		}
 	}
 	return fmt.Errorf("%s: %w", what, err)
