@@ -149,3 +149,70 @@ func TestRemoteRepositories(t *testing.T) {
 		})
 	}
 }
+
+// The metadata of a remote repository is cached: listing and browsing jobs
+// and an incremental backup do not download it again, and a damaged cache
+// file is noticed and fetched again.
+func TestRemoteCache(t *testing.T) {
+	s3 := testservers.StartS3(t)
+	r := rand.New(rand.NewPCG(9, 1))
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	os.MkdirAll(filepath.Join(data, "a", "b"), 0o755)
+	for i := range 30 {
+		writeRandom(t, r, filepath.Join(data, "a", "b", fmt.Sprintf("f%d", i)), r.IntN(100<<10))
+	}
+	os.WriteFile(filepath.Join(dir, "runup.yaml"), []byte("version: '1'\nproject:\n  p:\n    include: ['./data']\n"), 0o644)
+	cacheDir := t.TempDir()
+	env := append(s3.Env(), "RUNUP_PASSWORD=pw")
+	loc := s3.URL("cached", "repo")
+	run := func(args ...string) string {
+		t.Helper()
+		return runIn(t, runupBin(), dir, env, 0, append([]string{"--repo", loc, "--cache-dir", cacheDir, "--verbose"}, args...)...)
+	}
+	misses := func(out string) int {
+		t.Helper()
+		var h, m int
+		i := strings.LastIndex(out, "cache: ")
+		if i < 0 {
+			t.Fatalf("no cache report in:\n%s", out)
+		}
+		fmt.Sscanf(out[i:], "cache: %d hits, %d misses", &h, &m)
+		return m
+	}
+	run("init")
+	run("backup")
+	writeRandom(t, r, filepath.Join(data, "a", "new"), 1000)
+	run("backup")
+	run("jobs") // fills the cache with what the backups did not write themselves
+	for _, args := range [][]string{{"jobs"}, {"ls", "latest", "data/a/b"}, {"diff", "1", "2"}} {
+		if m := misses(run(args...)); m != 0 {
+			t.Errorf("%v downloaded %d metadata files again", args, m)
+		}
+	}
+	run("ls", "1", "-r")
+	os.WriteFile(filepath.Join(data, "a", "newer"), []byte("x"), 0o644)
+	if m := misses(run("backup")); m != 0 {
+		t.Errorf("an incremental backup downloaded %d metadata files again", m)
+	}
+	// Damage every cached file: each is fetched again, and the results stay right.
+	n := 0
+	filepath.Walk(cacheDir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && !strings.HasSuffix(p, "config.sum") {
+			b, _ := os.ReadFile(p)
+			b[len(b)/2] ^= 1
+			os.WriteFile(p, b, 0o600)
+			n++
+		}
+		return nil
+	})
+	out := run("ls", "latest", "data/a", "-r")
+	if misses(out) == 0 || !strings.Contains(out, "data/a/newer") {
+		t.Errorf("damaged cache (%d files): %s", n, out)
+	}
+	dst := t.TempDir()
+	run("restore", "-l", dst, "-f")
+	if err := compareTrees(data, filepath.Join(dst, "data")); err != nil {
+		t.Fatal(err)
+	}
+}

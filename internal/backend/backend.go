@@ -96,3 +96,17 @@ func CheckRange(h Handle, size, offset, length int64) error {
 	}
 	return nil
 }
+
+type metadataKey struct{}
+
+// WithMetadata marks a Save of a file that holds metadata (a pack of
+// trees), which a caching backend should keep.
+func WithMetadata(ctx context.Context) context.Context {
+	return context.WithValue(ctx, metadataKey{}, true)
+}
+
+// IsMetadata reports whether ctx carries WithMetadata.
+func IsMetadata(ctx context.Context) bool {
+	v, _ := ctx.Value(metadataKey{}).(bool)
+	return v
+}

@@ -36,6 +36,9 @@ Exit code 0 only when nothing is wrong; 13 when damage is found.`,
 				}
 				o.Subset = &s
 			}
+			if o.ReadData {
+				g.noCache = true // verify what the storage holds, not a local copy
+			}
 			e, err := g.loadEnv(false)
 			if err != nil {
 				return err

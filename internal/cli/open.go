@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/runup/runup/internal/backend"
+	"github.com/runup/runup/internal/backend/cache"
 	"github.com/runup/runup/internal/backend/local"
 	"github.com/runup/runup/internal/backend/retry"
 	"github.com/runup/runup/internal/backend/s3"
@@ -26,6 +27,7 @@ import (
 // with --repo and no runup.yaml) and where the repository is.
 type env struct {
 	g       *globals
+	cache   *cache.Backend // nil for local repositories and --no-cache
 	dir     string // absolute context
 	cfg     *config.Config
 	repoLoc string
@@ -122,6 +124,20 @@ func (e *env) backend(ctx context.Context) (backend.Backend, error) {
 	default:
 		return nil, usageErr(fmt.Errorf("repository %s: unknown scheme %q (use a path, sftp:// or s3://)", e.repoLoc, scheme(e.repoLoc)))
 	}
+	if isURL(e.repoLoc) && !e.g.noCache {
+		dir := e.g.cacheDir
+		if dir == "" {
+			var err error
+			if dir, err = cache.Dir(); err != nil {
+				return nil, fmt.Errorf("cache directory: %w (use --cache-dir or --no-cache)", err)
+			}
+		}
+		cb, err := cache.Wrap(be, dir)
+		if err != nil {
+			return nil, fmt.Errorf("cache directory %s: %w (use --cache-dir or --no-cache)", dir, err)
+		}
+		e.cache, be = cb, cb
+	}
 	return wrapBackend(be)
 }
 
@@ -188,6 +204,7 @@ const (
 type session struct {
 	*repo.Repository
 	lock *repo.Lock
+	env  *env
 }
 
 // close releases the lock and the backend.
@@ -196,6 +213,9 @@ func (s *session) close() {
 		_ = s.lock.Unlock()
 	}
 	_ = s.Repository.Close()
+	if s.env.cache != nil {
+		s.env.g.verbosef("cache: %d hits, %d misses\n", s.env.cache.Hits.Load(), s.env.cache.Misses.Load())
+	}
 }
 
 // open opens the repository, takes the lock, then loads the index (so a
@@ -205,7 +225,7 @@ func (e *env) open(ctx context.Context, o repo.Options, lk lockKind, command str
 	if err != nil {
 		return nil, err
 	}
-	s := &session{Repository: r}
+	s := &session{Repository: r, env: e}
 	if lk != noLock {
 		s.lock, err = r.Lock(ctx, repo.LockOptions{Exclusive: lk == exclusiveLock, Command: command, Wait: e.g.lockWait})
 		if err != nil {

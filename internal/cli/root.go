@@ -32,6 +32,8 @@ type globals struct {
 	cpuProfile   string
 	lockWait     time.Duration
 	connections  int
+	cacheDir     string
+	noCache      bool
 
 	stdin  io.Reader
 	stdout io.Writer
@@ -100,6 +102,8 @@ ones store only new or changed data, yet every job restores as a full backup.`,
 	f.BoolVar(&g.json, "json", false, "print results as JSON")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
 	f.IntVar(&g.connections, "connections", 0, "packs written or read at once (default 1 local, 4 remote)")
+	f.StringVar(&g.cacheDir, "cache-dir", "", "where to cache remote repositories' metadata (default $XDG_CACHE_HOME/runup)")
+	f.BoolVar(&g.noCache, "no-cache", false, "do not cache remote repositories' metadata")
 	f.DurationVar(&g.lockWait, "lock-wait", 0, "wait this long for a lock held by another process (e.g. 5m)")
 	f.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
 	_ = f.MarkHidden("cpu-profile")

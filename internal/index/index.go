@@ -40,11 +40,12 @@ type Index struct {
 	packNum map[crypto.ID]uint32
 	sorted  []Entry
 	pending map[crypto.ID]Entry
+	trees   map[uint32]bool // pack numbers that hold tree blobs
 }
 
 // New returns an empty index.
 func New() *Index {
-	return &Index{packNum: map[crypto.ID]uint32{}, pending: map[crypto.ID]Entry{}}
+	return &Index{packNum: map[crypto.ID]uint32{}, pending: map[crypto.ID]Entry{}, trees: map[uint32]bool{}}
 }
 
 // AddPack records every blob of a pack. A blob already known keeps its first
@@ -59,6 +60,9 @@ func (x *Index) AddPack(packID crypto.ID, blobs []pack.Blob) {
 		x.packNum[packID] = num
 	}
 	for _, b := range blobs {
+		if b.Type == pack.Tree {
+			x.trees[num] = true
+		}
 		if _, ok := x.lookupLocked(b.ID); ok {
 			continue
 		}
@@ -138,6 +142,15 @@ func (x *Index) HasPack(id crypto.ID) bool {
 	defer x.mu.RUnlock()
 	_, ok := x.packNum[id]
 	return ok
+}
+
+// IsTreePack reports whether the pack holds tree blobs: the metadata a
+// cache keeps.
+func (x *Index) IsTreePack(id crypto.ID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	num, ok := x.packNum[id]
+	return ok && x.trees[num]
 }
 
 // Len is the number of distinct blobs.

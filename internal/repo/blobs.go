@@ -152,7 +152,11 @@ func (p *packer) upload(ctx context.Context, w *pack.Writer) error {
 	go func() {
 		defer p.wg.Done()
 		defer func() { <-p.sem }()
-		err := p.r.be.Save(ctx, backend.Handle{Type: backend.Data, Name: id.String()}, data)
+		sctx := ctx
+		if len(blobs) > 0 && blobs[0].Type == pack.Tree {
+			sctx = backend.WithMetadata(ctx)
+		}
+		err := p.r.be.Save(sctx, backend.Handle{Type: backend.Data, Name: id.String()}, data)
 		if cap(data) == p.packCap() {
 			data = data[:0]
 			p.packBufs.Put(&data)
