@@ -28,7 +28,7 @@ import (
 type env struct {
 	g       *globals
 	cache   *cache.Backend // nil for local repositories and --no-cache
-	dir     string // absolute context
+	dir     string         // absolute context
 	cfg     *config.Config
 	repoLoc string
 }

@@ -196,5 +196,3 @@ func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 	os.Remove(b.path(h))
 	return b.Backend.Remove(ctx, h)
 }
-
-
