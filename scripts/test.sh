@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check and test RunUp has: formatting, vet, staticcheck, unit
-# and end-to-end tests with the race detector, and a short run of each fuzz
-# target. FUZZTIME=1m scripts/test.sh fuzzes longer.
+# and end-to-end tests with the race detector (including the remote-storage
+# tests against real versitygw and sshd servers), and a short run of each
+# fuzz target. FUZZTIME=1m scripts/test.sh fuzzes longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:$(go env GOPATH)/bin"
+bash scripts/install-test-deps.sh
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
@@ -15,12 +17,7 @@ fi
 echo "== go vet"
 go vet ./...
 echo "== staticcheck"
-if command -v staticcheck >/dev/null; then
-  staticcheck ./...
-else
-  echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)"
-  exit 1
-fi
+staticcheck ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 echo "== fuzz (${FUZZTIME:=8s} each)"
