@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -214,5 +215,75 @@ func TestRemoteCache(t *testing.T) {
 	run("restore", "-l", dst, "-f")
 	if err := compareTrees(data, filepath.Join(dst, "data")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Two hosts back up into one S3 repository at the same time: both jobs
+// restore exactly, and their common data ends up stored once (at once when
+// one has indexed it before the other reads it; after prune otherwise).
+func TestConcurrentS3Backups(t *testing.T) {
+	s3 := testservers.StartS3(t)
+	r := rand.New(rand.NewPCG(12, 12))
+	shared := make([]byte, 20<<20)
+	for i := range shared {
+		shared[i] = byte(r.Uint32())
+	}
+	var dirs []string
+	for _, h := range []string{"alpha", "beta"} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "data"), 0o755)
+		writeRandom(t, r, filepath.Join(dir, "data", "own-"+h), 6<<20)
+		os.WriteFile(filepath.Join(dir, "data", "shared"), shared, 0o644)
+		os.WriteFile(filepath.Join(dir, "runup.yaml"), []byte("version: '1'\nproject:\n  p:\n    include: ['./data']\n"), 0o644)
+		dirs = append(dirs, dir)
+	}
+	loc := s3.URL("shared", "repo")
+	env := append(s3.Env(), "RUNUP_PASSWORD=pw")
+	runIn(t, runupBin(), dirs[0], env, 0, "--repo", loc, "init")
+	errs := make(chan error, 2)
+	for i, h := range []string{"alpha", "beta"} {
+		go func() {
+			cmd := exec.Command(runupBin(), "--repo", loc, "--no-cache", "backup", "--host", h)
+			cmd.Dir = dirs[i]
+			cmd.Env = append(os.Environ(), env...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("%s: %v\n%s", h, err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := runIn(t, runupBin(), dirs[0], env, 0, "--repo", loc, "jobs")
+	if !strings.Contains(out, "alpha") || !strings.Contains(out, "beta") {
+		t.Fatalf("jobs: %s", out)
+	}
+	runIn(t, runupBin(), dirs[0], env, 0, "--repo", loc, "prune")
+	runIn(t, runupBin(), dirs[0], env, 0, "--repo", loc, "check", "--read-data")
+	for i := range dirs {
+		dst := t.TempDir()
+		runIn(t, runupBin(), dirs[i], env, 0, "--repo", loc, "restore", "-j", fmt.Sprint(i+1), "-l", dst, "-f")
+		j := runIn(t, runupBin(), dirs[i], env, 0, "--repo", loc, "ls", fmt.Sprint(i+1), "data")
+		host := strings.TrimPrefix(strings.TrimSpace(strings.Split(j, "\n")[0]), "data/own-")
+		src := dirs[0]
+		if host == "beta" {
+			src = dirs[1]
+		}
+		if err := compareTrees(filepath.Join(src, "data"), filepath.Join(dst, "data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st struct {
+		StoredSize int64 `json:"stored_size"`
+	}
+	if err := json.Unmarshal([]byte(runIn(t, runupBin(), dirs[0], env, 0, "--repo", loc, "stats", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if unique := int64(len(shared) + 12<<20); st.StoredSize > unique+unique/50 {
+		t.Fatalf("stored %d bytes for %d bytes of unique data: the shared data is stored twice", st.StoredSize, unique)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 	"github.com/spf13/cobra"
 
+	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/browse"
 	"github.com/runup/runup/internal/index"
 	"github.com/runup/runup/internal/progress"
@@ -311,14 +312,19 @@ func newStats(g *globals) *cobra.Command {
 				for _, j := range jobs {
 					o.LogicalSize += j.Summary.BytesTotal
 				}
-				packs := map[string]bool{}
 				s.Index().Each(func(loc index.Location) {
 					o.Chunks++
 					o.RawSize += int64(loc.RawLen)
-					o.StoredSize += int64(loc.Length)
-					packs[loc.PackID.String()] = true
 				})
-				o.Packs = len(packs)
+				// Stored is what the packs take, duplicates and unused data
+				// included: what prune can reclaim shows here.
+				if err := s.Backend().List(ctx, backend.Data, func(fi backend.FileInfo) error {
+					o.Packs++
+					o.StoredSize += fi.Size
+					return nil
+				}); err != nil {
+					return err
+				}
 			}
 			if o.RawSize > 0 {
 				o.Dedup = float64(o.LogicalSize) / float64(o.RawSize)
