@@ -57,7 +57,6 @@ func findBinary(t testing.TB, name, install string) string {
 	return ""
 }
 
-
 // S3 is a running versitygw.
 type S3 struct {
 	t       testing.TB
