@@ -1,7 +1,10 @@
 // Command bench measures RunUp against restic and borg on the same data, in
 // one run, and writes the results into docs/benchmarks.md and a chart.
 //
-//	go run ./bench -versions /dev/shm/kern/linux-source-6.1,/dev/shm/kern/linux-source-6.12 -work /dev/shm/runup-bench
+//	go run ./bench -versions /dev/shm/kern/linux-source-6.1,/dev/shm/kern/linux-source-6.12 -work /dev/shm/runup-bench -label kernel
+//	go run ./bench -case bigfile -size 10737418240 -work /work/bench-big -runs 1
+//	go run ./bench -case smallfiles -files 1000000 -work /dev/shm/runup-small -runs 1
+//	go run ./bench -case fewbytes -size 1073741824 -work /dev/shm/runup-few
 //
 // Each tool gets a fresh encrypted repository per run, with its default
 // compression. Per run: first backup of version 1, a backup with nothing
@@ -133,16 +136,26 @@ func main() {
 	only := flag.String("tools", "runup,restic,borg", "tools to measure")
 	label := flag.String("label", "", "name of this measurement in docs/benchmarks.md")
 	out := flag.String("out", "docs/benchmarks.md", "markdown file to update (between the markers of -label)")
+	kind := flag.String("case", "versions", "versions (the real data set), or a synthetic case: bigfile, smallfiles, fewbytes")
+	size := flag.Int64("size", 10<<30, "bigfile and fewbytes: the file's size")
+	files := flag.Int("files", 1_000_000, "smallfiles: how many")
 	flag.Parse()
-	if *versions == "" || *label == "" {
-		log.Fatal("need -versions and -label")
-	}
-	vers := strings.Split(*versions, ",")
 	must(os.RemoveAll(*work))
 	must(os.MkdirAll(*work, 0o755))
 	bin := filepath.Join(*work, "runup")
 	_, err := run(".", nil, "go", "build", "-o", bin, "./cmd/runup")
 	must(err)
+	if *kind != "versions" {
+		if *label == "" {
+			*label = *kind
+		}
+		synthetic(*kind, *work, bin, *out, *only, *runs, *size, *files)
+		return
+	}
+	if *versions == "" || *label == "" {
+		log.Fatal("need -versions and -label")
+	}
+	vers := strings.Split(*versions, ",")
 
 	src := filepath.Join(*work, "src")
 	must(os.MkdirAll(src, 0o755))

@@ -111,3 +111,22 @@ func FuzzParseKeyFile(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkHash(b *testing.B) {
+	k, _ := NewMasterKey(true)
+	data := bytes.Repeat([]byte("runup"), 1<<18) // 1.25 MiB, about a chunk
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		k.Hash(data)
+	}
+}
+
+func BenchmarkSeal(b *testing.B) {
+	k, _ := NewMasterKey(true)
+	data := bytes.Repeat([]byte("runup"), 1<<18)
+	dst := make([]byte, 0, len(data)+k.Overhead())
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		dst = k.Seal(dst[:0], data)
+	}
+}

@@ -106,3 +106,18 @@ func FuzzParseHeader(f *testing.F) {
 		_, _ = parseHeader(hdr, dataLen)
 	})
 }
+
+func BenchmarkWriter(b *testing.B) {
+	key, _ := crypto.NewMasterKey(true)
+	blob := bytes.Repeat([]byte("x"), 64<<10)
+	id := key.Hash(blob)
+	buf := make([]byte, 0, 17<<20)
+	b.SetBytes(16 << 20)
+	for b.Loop() {
+		w := NewWriter(buf)
+		for w.Len() < 16<<20 {
+			w.AddSealed(Data, 0, id, len(blob), func(dst []byte) []byte { return key.Seal(dst, blob) })
+		}
+		w.Finish(key)
+	}
+}

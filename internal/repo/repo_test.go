@@ -182,3 +182,14 @@ func FuzzDecodeJob(f *testing.F) {
 		}
 	})
 }
+
+func mustLocal(tb testing.TB, dir string) backend.Backend {
+	be, err := local.Open(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := be.Create(); err != nil {
+		tb.Fatal(err)
+	}
+	return be
+}

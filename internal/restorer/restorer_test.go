@@ -3,6 +3,7 @@ package restorer
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,7 @@ type collect struct{ errs []string }
 func (c *collect) Error(path string, err error)    { c.errs = append(c.errs, path+": "+err.Error()) }
 func (c *collect) Warning(path string, msg string) {}
 
-func newRepo(t *testing.T) *repo.Repository {
+func newRepo(t testing.TB) *repo.Repository {
 	t.Helper()
 	be, _ := local.Open(t.TempDir())
 	be.Create()
@@ -68,7 +69,7 @@ func rawTree(nodes []tree.Node) []byte {
 	return b
 }
 
-func save(t *testing.T, r *repo.Repository, typ pack.BlobType, b []byte) crypto.ID {
+func save(t testing.TB, r *repo.Repository, typ pack.BlobType, b []byte) crypto.ID {
 	id := r.Key().Hash(b)
 	if _, err := r.SaveBlob(context.Background(), typ, id, b); err != nil {
 		t.Fatal(err)
@@ -183,6 +184,29 @@ func TestClearLocation(t *testing.T) {
 	for _, bad := range []string{"/", "relative", "/a/../b"} {
 		if err := ClearLocation(bad, nil); err == nil {
 			t.Errorf("ClearLocation(%q) accepted", bad)
+		}
+	}
+}
+
+// BenchmarkRestoreSmallFiles restores a job of 2,000 small files: mostly the
+// planning and the per-file work, which dominate trees of small files.
+func BenchmarkRestoreSmallFiles(b *testing.B) {
+	ctx := context.Background()
+	r := newRepo(b)
+	var nodes []tree.Node
+	for i := range 2000 {
+		content := []byte{byte(i), byte(i >> 8), 'x'}
+		nodes = append(nodes, tree.Node{Name: fmt.Sprintf("f%05d", i), Type: tree.File, Mode: 0o644, Size: 3,
+			Content: []crypto.ID{save(b, r, pack.Data, content)}})
+	}
+	root := save(b, r, pack.Tree, rawTree(nodes))
+	if err := r.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		target := b.TempDir()
+		if _, err := Restore(ctx, r, &repo.Job{Number: 1, Tree: root}, Options{Target: target}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

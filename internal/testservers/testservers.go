@@ -11,7 +11,9 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,19 +30,49 @@ func freePort(t testing.TB) string {
 	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
 }
 
-func waitPort(t testing.TB, addr string, cmd *exec.Cmd, log *strings.Builder) {
+// proc is a server process and the signal of its end.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *strings.Builder
+}
+
+func startProc(t testing.TB, addr string, name string, args ...string) *proc {
+	p := &proc{cmd: exec.Command(name, args...), done: make(chan struct{}), log: &strings.Builder{}}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.cmd.Wait()
+		close(p.done)
+	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 			c.Close()
-			return
+			return p
 		}
-		if cmd.ProcessState != nil {
-			break
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited before listening on %s:\n%s", name, addr, p.log.String())
+		case <-time.After(50 * time.Millisecond):
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s did not start listening on %s:\n%s", cmd.Path, addr, log.String())
+	t.Fatalf("%s did not start listening on %s:\n%s", name, addr, p.log.String())
+	return nil
+}
+
+// stop kills the process and waits for its end.
+func (p *proc) stop() {
+	if p == nil {
+		return
+	}
+	p.cmd.Process.Kill()
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+	}
 }
 
 func findBinary(t testing.TB, name, install string) string {
@@ -65,8 +97,7 @@ type S3 struct {
 	Access  string
 	Secret  string
 	dataDir string
-	cmd     *exec.Cmd
-	log     *strings.Builder
+	p       *proc
 }
 
 // StartS3 starts versitygw with a posix backend in a temporary directory.
@@ -80,25 +111,11 @@ func StartS3(t testing.TB) *S3 {
 
 // Start (re)starts the server on its address and data.
 func (s *S3) Start() {
-	s.log = &strings.Builder{}
-	s.cmd = exec.Command(s.bin, "--access", s.Access, "--secret", s.Secret, "--port", s.Addr, "posix", s.dataDir)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	go s.cmd.Wait()
-	waitPort(s.t, s.Addr, s.cmd, s.log)
+	s.p = startProc(s.t, s.Addr, s.bin, "--access", s.Access, "--secret", s.Secret, "--port", s.Addr, "posix", s.dataDir)
 }
 
 // Stop kills the server, as an outage would.
-func (s *S3) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Kill()
-		for i := 0; i < 100 && s.cmd.ProcessState == nil; i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
+func (s *S3) Stop() { s.p.stop() }
 
 // Env holds the credentials the way AWS tools take them.
 func (s *S3) Env() []string {
@@ -130,8 +147,7 @@ type SSHD struct {
 	Home string
 	User string
 	conf string
-	cmd  *exec.Cmd
-	log  *strings.Builder
+	p    *proc
 }
 
 // StartSSHD starts sshd on a free port with generated host and client keys.
@@ -181,26 +197,58 @@ Subsystem sftp internal-sftp
 
 // Start (re)starts sshd.
 func (s *SSHD) Start() {
-	s.log = &strings.Builder{}
-	s.cmd = exec.Command(s.bin, "-D", "-e", "-f", s.conf)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	go s.cmd.Wait()
-	waitPort(s.t, "127.0.0.1:"+s.Port, s.cmd, s.log)
+	s.p = startProc(s.t, "127.0.0.1:"+s.Port, s.bin, "-D", "-e", "-f", s.conf)
 }
 
-// Stop kills sshd and its sessions, as an outage would.
+// Stop kills sshd and its sessions, as an outage would. Sessions run in
+// child processes that outlive the listener, so the whole tree goes; other
+// servers' sessions are left alone.
 func (s *SSHD) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Kill()
-		for i := 0; i < 100 && s.cmd.ProcessState == nil; i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
-		// Session processes outlive the listener; end them too.
-		exec.Command("pkill", "-f", "sshd: "+s.User+"@notty").Run()
+	if s.p == nil {
+		return
 	}
+	for _, pid := range descendants(s.p.cmd.Process.Pid) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	s.p.stop()
+}
+
+// descendants lists a process's children, grandchildren and so on, from
+// /proc.
+func descendants(root int) []int {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name, which is in parentheses.
+		i := strings.LastIndexByte(string(stat), ')')
+		var state string
+		var ppid int
+		if i < 0 {
+			continue
+		}
+		if _, err := fmt.Sscanf(string(stat[i+1:]), " %s %d", &state, &ppid); err == nil {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	var out []int
+	queue := []int{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
 }
 
 // URL is a RunUp location for a directory on the server.
