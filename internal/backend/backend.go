@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 )
 
@@ -82,6 +83,21 @@ type Backend interface {
 	Remove(ctx context.Context, h Handle) error
 	// Close releases resources held by the backend.
 	Close() error
+}
+
+// Stream is a file being written. Commit makes it visible under its final
+// name, with Save's guarantees (write-once, complete, durable); Abort
+// discards it.
+type Stream interface {
+	io.Writer
+	Commit(ctx context.Context, h Handle) error
+	Abort() error
+}
+
+// Streamer is implemented by backends that can take a file while it is
+// being written, so that large files (packs) need not be held in memory.
+type Streamer interface {
+	Stream(ctx context.Context, t FileType) (Stream, error)
 }
 
 // LoadAll reads a whole file.

@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 
 	"github.com/zeebo/blake3"
 )
@@ -109,6 +110,10 @@ func (k *MasterKey) Hash(data []byte) ID {
 	h.Sum(id[:0])
 	return id
 }
+
+// NewHash returns a hash.Hash whose sum is the content ID of what is
+// written to it, for content too large to hold in memory.
+func (k *MasterKey) NewHash() hash.Hash { return k.hasher.Clone() }
 
 // Overhead is how many bytes Seal adds.
 func (k *MasterKey) Overhead() int {

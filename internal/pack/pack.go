@@ -11,6 +11,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 
 	"github.com/runup/runup/internal/crypto"
 )
@@ -61,18 +63,31 @@ type Blob struct {
 	RawLen uint32 // plaintext length after decompression
 }
 
-// Writer accumulates one pack in memory. It is not safe for concurrent use.
+// Writer builds one pack, in memory or streamed to an io.Writer. It is not
+// safe for concurrent use. A streaming Writer keeps its first write error
+// and refuses further work.
 type Writer struct {
-	buf   []byte
-	blobs []Blob
+	buf     []byte    // memory: the pack so far
+	out     io.Writer // streaming: where the bytes go (nil in memory)
+	sum     hash.Hash // streaming: the pack's ID as it is written
+	scratch []byte
+	n       int
+	blobs   []Blob
+	err     error
 }
 
 // NewWriter starts a pack in buf's storage (its length is ignored), so
 // callers can reuse pack-sized buffers instead of growing new ones.
 func NewWriter(buf []byte) *Writer { return &Writer{buf: buf[:0]} }
 
+// NewStreamWriter starts a pack written to out as it grows; sum receives
+// the same bytes and gives the pack's ID.
+func NewStreamWriter(out io.Writer, sum hash.Hash) *Writer {
+	return &Writer{out: io.MultiWriter(out, sum), sum: sum}
+}
+
 // Len is the pack's size so far, without its header.
-func (w *Writer) Len() int { return len(w.buf) }
+func (w *Writer) Len() int { return w.n }
 
 // Count is the number of blobs added.
 func (w *Writer) Count() int { return len(w.blobs) }
@@ -85,16 +100,34 @@ func (w *Writer) Add(t BlobType, f Flags, id crypto.ID, rawLen int, sealed []byt
 // AddSealed appends a blob that seal writes straight into the pack's
 // buffer, saving a copy; seal must append to dst and return the result.
 func (w *Writer) AddSealed(t BlobType, f Flags, id crypto.ID, rawLen int, seal func(dst []byte) []byte) int {
-	start := len(w.buf)
-	w.buf = seal(w.buf)
-	n := len(w.buf) - start
+	start := w.n
+	if w.out == nil {
+		w.buf = seal(w.buf)
+		w.n = len(w.buf)
+	} else {
+		w.scratch = seal(w.scratch[:0])
+		w.write(w.scratch)
+	}
+	n := w.n - start
 	w.blobs = append(w.blobs, Blob{Type: t, Flags: f, ID: id, Offset: uint32(start), Length: uint32(n), RawLen: uint32(rawLen)})
 	return n
 }
 
-// Finish seals the header and returns the pack's bytes (in the Writer's
-// buffer) and its blobs. The Writer must not be used afterwards.
-func (w *Writer) Finish(key *crypto.MasterKey) ([]byte, []Blob) {
+func (w *Writer) write(b []byte) {
+	if w.err != nil {
+		return
+	}
+	if _, err := w.out.Write(b); err != nil {
+		w.err = err
+		return
+	}
+	w.n += len(b)
+}
+
+// Finish seals the header and returns the pack's ID, its blobs and, for an
+// in-memory pack, its bytes (in the Writer's buffer). The Writer must not
+// be used afterwards.
+func (w *Writer) Finish(key *crypto.MasterKey) ([]byte, crypto.ID, []Blob, error) {
 	hdr := make([]byte, 0, 1+binary.MaxVarintLen64+len(w.blobs)*entrySize)
 	hdr = append(hdr, headerVersion)
 	hdr = binary.AppendUvarint(hdr, uint64(len(w.blobs)))
@@ -104,10 +137,16 @@ func (w *Writer) Finish(key *crypto.MasterKey) ([]byte, []Blob) {
 		hdr = binary.LittleEndian.AppendUint32(hdr, b.Length)
 		hdr = binary.LittleEndian.AppendUint32(hdr, b.RawLen)
 	}
-	n := len(w.buf)
-	w.buf = key.Seal(w.buf, hdr)
-	w.buf = binary.LittleEndian.AppendUint32(w.buf, uint32(len(w.buf)-n))
-	return w.buf, w.blobs
+	sealed := key.Seal(nil, hdr)
+	sealed = binary.LittleEndian.AppendUint32(sealed, uint32(len(sealed)))
+	if w.out == nil {
+		w.buf = append(w.buf, sealed...)
+		return w.buf, key.Hash(w.buf), w.blobs, nil
+	}
+	w.write(sealed)
+	var id crypto.ID
+	w.sum.Sum(id[:0])
+	return nil, id, w.blobs, w.err
 }
 
 // ErrDamaged wraps every structural problem found in a pack.

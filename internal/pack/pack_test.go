@@ -17,7 +17,10 @@ func makePack(t testing.TB, key *crypto.MasterKey, n int) ([]byte, []Blob, [][]b
 		plains = append(plains, p)
 		w.Add(BlobType(i%2), 0, key.Hash(p), len(p), key.Seal(nil, p))
 	}
-	data, blobs := w.Finish(key)
+	data, id, blobs, err := w.Finish(key)
+	if err != nil || id != key.Hash(data) {
+		t.Fatalf("finish: %v", err)
+	}
 	return bytes.Clone(data), blobs, plains
 }
 
@@ -119,5 +122,24 @@ func BenchmarkWriter(b *testing.B) {
 			w.AddSealed(Data, 0, id, len(blob), func(dst []byte) []byte { return key.Seal(dst, blob) })
 		}
 		w.Finish(key)
+	}
+}
+
+// A streamed pack is byte for byte the in-memory one, with the same ID.
+func TestStreamWriter(t *testing.T) {
+	key, _ := crypto.NewMasterKey(false)
+	mem := NewWriter(nil)
+	var out bytes.Buffer
+	st := NewStreamWriter(&out, key.NewHash())
+	for i := range 50 {
+		p := bytes.Repeat([]byte{byte(i)}, 1000+i)
+		for _, w := range []*Writer{mem, st} {
+			w.AddSealed(Data, 0, key.Hash(p), len(p), func(dst []byte) []byte { return key.Seal(dst, p) })
+		}
+	}
+	data, id, blobs, _ := mem.Finish(key)
+	_, sid, sblobs, err := st.Finish(key)
+	if err != nil || !bytes.Equal(out.Bytes(), data) || sid != id || len(sblobs) != len(blobs) {
+		t.Fatalf("streamed pack differs: %v", err)
 	}
 }

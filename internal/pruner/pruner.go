@@ -256,10 +256,27 @@ func repackOne(ctx context.Context, r *repo.Repository, id crypto.ID, claims []p
 }
 
 // removeForgottenRecords finishes forgets that were interrupted between the
-// tombstone and the record's removal.
+// tombstone and the record's removal, and deletes temporary files that
+// interrupted writers left (safe: prune holds the exclusive lock).
 func removeForgottenRecords(ctx context.Context, r *repo.Repository, dryRun bool) error {
 	if dryRun {
 		return nil
 	}
-	return r.CleanForgotten(ctx)
+	if err := r.CleanForgotten(ctx); err != nil {
+		return err
+	}
+	for be := r.Backend(); be != nil; {
+		if t, ok := be.(interface {
+			RemoveTemporary(context.Context) (int, error)
+		}); ok {
+			_, err := t.RemoveTemporary(ctx)
+			return err
+		}
+		u, ok := be.(interface{ Unwrap() backend.Backend })
+		if !ok {
+			break
+		}
+		be = u.Unwrap()
+	}
+	return nil
 }

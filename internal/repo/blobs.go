@@ -28,11 +28,13 @@ const (
 )
 
 // packer groups new blobs into packs and uploads them in the background,
-// a bounded number at a time.
+// a bounded number at a time. Where the backend can stream (a local disk),
+// data packs are written to their file as they grow and never held in
+// memory; elsewhere they are built in reused pack-sized buffers.
 type packer struct {
 	r        *Repository
 	mu       sync.Mutex
-	cur      [2]*pack.Writer // by blob type
+	cur      [2]*openPack // by blob type
 	inflight map[crypto.ID]struct{}
 	sem      chan struct{}
 	wg       sync.WaitGroup
@@ -40,26 +42,46 @@ type packer struct {
 	pending  []index.PackBlobs // uploaded, not yet in an index file
 	bufs     sync.Pool         // compression scratch
 	packBufs sync.Pool         // pack-sized buffers, reused after upload
+	stream   backend.Streamer  // nil when the backend cannot stream
+}
+
+// openPack is a pack being filled, and its file when streamed.
+type openPack struct {
+	w *pack.Writer
+	s backend.Stream
 }
 
 func newPacker(r *Repository, uploads int) *packer {
-	return &packer{r: r, inflight: map[crypto.ID]struct{}{}, sem: make(chan struct{}, uploads)}
+	p := &packer{r: r, inflight: map[crypto.ID]struct{}{}, sem: make(chan struct{}, uploads)}
+	if st, ok := r.be.(backend.Streamer); ok {
+		if c, ok := r.be.(interface{ CanStream() bool }); !ok || c.CanStream() {
+			p.stream = st
+		}
+	}
+	return p
 }
 
 // packCap fits a full pack, its header and the seal overhead.
 func (p *packer) packCap() int { return p.r.cfg.PackSize + 1<<20 }
 
-// newWriter starts a pack. A data pack gets a reused buffer large enough
-// for a full pack and its header, so it never grows by doubling;
-// tree packs are small and grow as needed.
-func (p *packer) newWriter(t pack.BlobType) *pack.Writer {
+// newPack starts a pack. A data pack is streamed when the backend can, or
+// gets a reused buffer large enough for a full pack and its header, so it
+// never grows by doubling; tree packs are small and grow as needed.
+func (p *packer) newPack(ctx context.Context, t pack.BlobType) (*openPack, error) {
 	if t != pack.Data {
-		return pack.NewWriter(nil)
+		return &openPack{w: pack.NewWriter(nil)}, nil
+	}
+	if p.stream != nil {
+		s, err := p.stream.Stream(ctx, backend.Data)
+		if err != nil {
+			return nil, err
+		}
+		return &openPack{w: pack.NewStreamWriter(s, p.r.key.NewHash()), s: s}, nil
 	}
 	if b, ok := p.packBufs.Get().(*[]byte); ok {
-		return pack.NewWriter(*b)
+		return &openPack{w: pack.NewWriter(*b)}, nil
 	}
-	return pack.NewWriter(make([]byte, 0, p.packCap()))
+	return &openPack{w: pack.NewWriter(make([]byte, 0, p.packCap()))}, nil
 }
 
 func (p *packer) fail(err error) {
@@ -70,8 +92,17 @@ func (p *packer) fail(err error) {
 	p.mu.Unlock()
 }
 
+// abort waits for uploads and discards packs not yet finished.
 func (p *packer) abort() {
 	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t, op := range p.cur {
+		if op != nil && op.s != nil {
+			_ = op.s.Abort()
+		}
+		p.cur[t] = nil
+	}
 }
 
 // SaveStats tells what saving a blob cost.
@@ -114,20 +145,24 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, id crypto.ID
 	}
 
 	p.mu.Lock()
-	w := p.cur[t]
-	var full *pack.Writer
-	if w != nil && w.Count() > 0 && w.Len()+len(body)+r.key.Overhead() > r.cfg.PackSize {
+	op := p.cur[t]
+	var full *openPack
+	if op != nil && op.w.Count() > 0 && op.w.Len()+len(body)+r.key.Overhead() > r.cfg.PackSize {
 		// Close the pack before it would pass its size, so a pack buffer
 		// of PackSize always suffices.
-		full, w = w, nil
+		full, op = op, nil
 	}
-	if w == nil {
-		w = p.newWriter(t)
-		p.cur[t] = w
+	if op == nil {
+		var err error
+		if op, err = p.newPack(ctx, t); err != nil {
+			p.mu.Unlock()
+			return SaveStats{}, err
+		}
+		p.cur[t] = op
 	}
 	// Sealing under the lock costs little (AES-GCM runs at GB/s) and saves
 	// an allocation and a copy per blob.
-	stored := w.AddSealed(t, flags, id, len(data), func(dst []byte) []byte { return r.key.Seal(dst, body) })
+	stored := op.w.AddSealed(t, flags, id, len(data), func(dst []byte) []byte { return r.key.Seal(dst, body) })
 	p.bufs.Put(scratch)
 	p.mu.Unlock()
 	if full != nil {
@@ -140,26 +175,40 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, id crypto.ID
 
 // upload finishes a pack and writes it in the background; it blocks while
 // the upload slots are full, which bounds the memory of queued packs.
-func (p *packer) upload(ctx context.Context, w *pack.Writer) error {
-	data, blobs := w.Finish(p.r.key)
-	id := p.r.key.Hash(data)
+func (p *packer) upload(ctx context.Context, op *openPack) error {
+	data, id, blobs, err := op.w.Finish(p.r.key)
+	if err != nil {
+		if op.s != nil {
+			_ = op.s.Abort()
+		}
+		return fmt.Errorf("write pack: %w", err)
+	}
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
+		if op.s != nil {
+			_ = op.s.Abort()
+		}
 		return ctx.Err()
 	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		defer func() { <-p.sem }()
-		sctx := ctx
-		if len(blobs) > 0 && blobs[0].Type == pack.Tree {
-			sctx = backend.WithMetadata(ctx)
-		}
-		err := p.r.be.Save(sctx, backend.Handle{Type: backend.Data, Name: id.String()}, data)
-		if cap(data) == p.packCap() {
-			data = data[:0]
-			p.packBufs.Put(&data)
+		h := backend.Handle{Type: backend.Data, Name: id.String()}
+		var err error
+		if op.s != nil {
+			err = op.s.Commit(ctx, h)
+		} else {
+			sctx := ctx
+			if len(blobs) > 0 && blobs[0].Type == pack.Tree {
+				sctx = backend.WithMetadata(ctx)
+			}
+			err = p.r.saveOnce(sctx, h, data)
+			if cap(data) == p.packCap() {
+				data = data[:0]
+				p.packBufs.Put(&data)
+			}
 		}
 		if err != nil && !errors.Is(err, backend.ErrExists) {
 			p.fail(fmt.Errorf("write pack %v: %w", id.Short(), err))
@@ -190,16 +239,20 @@ func (p *packer) upload(ctx context.Context, w *pack.Writer) error {
 func (r *Repository) Flush(ctx context.Context) error {
 	p := r.packer
 	p.mu.Lock()
-	var open []*pack.Writer
-	for t, w := range p.cur {
-		if w != nil && w.Count() > 0 {
-			open = append(open, w)
-			p.cur[t] = nil
+	var open []*openPack
+	for t, op := range p.cur {
+		switch {
+		case op == nil:
+		case op.w.Count() > 0:
+			open = append(open, op)
+		case op.s != nil:
+			_ = op.s.Abort()
 		}
+		p.cur[t] = nil
 	}
 	p.mu.Unlock()
-	for _, w := range open {
-		if err := p.upload(ctx, w); err != nil {
+	for _, op := range open {
+		if err := p.upload(ctx, op); err != nil {
 			return err
 		}
 	}

@@ -58,7 +58,8 @@ func newCompressor(mode Compression) (*compressor, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(n), zstd.WithDecoderMaxMemory(1<<30))
+	// Restore reads with two workers a core; each needs a decoder of its own.
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(2*n), zstd.WithDecoderMaxMemory(1<<30))
 	if err != nil {
 		return nil, err
 	}

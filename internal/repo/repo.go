@@ -5,6 +5,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -284,11 +285,26 @@ func (r *Repository) Close() error {
 func (r *Repository) saveSealed(ctx context.Context, t backend.FileType, plain []byte) (string, error) {
 	sealed := r.key.Seal(nil, plain)
 	name := r.key.Hash(sealed).String()
-	err := r.be.Save(ctx, backend.Handle{Type: t, Name: name}, sealed)
-	if errors.Is(err, backend.ErrExists) {
-		err = nil // same bytes, same name: already stored
+	return name, r.saveOnce(ctx, backend.Handle{Type: t, Name: name}, sealed)
+}
+
+// saveOnce saves a content-named file. A file already there under the name
+// should hold the same bytes (an unencrypted repository seals
+// deterministically); if it does not, it is damaged and is replaced, so
+// that rewriting is a repair.
+func (r *Repository) saveOnce(ctx context.Context, h backend.Handle, data []byte) error {
+	err := r.be.Save(ctx, h, data)
+	if !errors.Is(err, backend.ErrExists) {
+		return err
 	}
-	return name, err
+	old, lerr := backend.LoadAll(ctx, r.be, h)
+	if lerr == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	if err := r.be.Remove(ctx, h); err != nil {
+		return err
+	}
+	return r.be.Save(ctx, h, data)
 }
 
 func (r *Repository) loadSealed(ctx context.Context, h backend.Handle) ([]byte, error) {

@@ -99,3 +99,32 @@ func (b *Backend) step(op string, h backend.Handle, do func() error) error {
 
 // Unwrap returns the wrapped backend.
 func (b *Backend) Unwrap() backend.Backend { return b.Backend }
+
+// Stream implements backend.Streamer when the wrapped backend does; the
+// commit of a stream counts as a step like a save.
+func (b *Backend) Stream(ctx context.Context, t backend.FileType) (backend.Stream, error) {
+	st, ok := b.Backend.(backend.Streamer)
+	if !ok {
+		return nil, errors.New("faulty: the wrapped backend cannot stream")
+	}
+	s, err := st.Stream(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return &faultyStream{Stream: s, b: b}, nil
+}
+
+// CanStream reports whether Stream works.
+func (b *Backend) CanStream() bool {
+	_, ok := b.Backend.(backend.Streamer)
+	return ok
+}
+
+type faultyStream struct {
+	backend.Stream
+	b *Backend
+}
+
+func (s *faultyStream) Commit(ctx context.Context, h backend.Handle) error {
+	return s.b.step("save", h, func() error { return s.Stream.Commit(ctx, h) })
+}

@@ -6,6 +6,7 @@
 package local
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -275,3 +276,84 @@ func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 
 // Close implements backend.Backend.
 func (b *Backend) Close() error { return nil }
+
+// stream is a temporary file in the repository that becomes a repository
+// file by Commit: flushed, fsynced, linked to its final name (refused if it
+// exists), and its directory fsynced.
+type stream struct {
+	b   *Backend
+	f   *os.File
+	buf *bufio.Writer
+	dir string
+}
+
+var _ backend.Streamer = (*Backend)(nil)
+
+// Stream implements backend.Streamer.
+func (b *Backend) Stream(ctx context.Context, t backend.FileType) (backend.Stream, error) {
+	dir := filepath.Join(b.root, string(t))
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	f, err := os.OpenFile(filepath.Join(dir, ".stream.tmp-"+hex.EncodeToString(rnd[:])), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", t, err)
+	}
+	return &stream{b: b, f: f, buf: bufio.NewWriterSize(f, 1<<20), dir: dir}, nil
+}
+
+func (s *stream) Write(p []byte) (int, error) { return s.buf.Write(p) }
+
+func (s *stream) Abort() error {
+	s.f.Close()
+	return os.Remove(s.f.Name())
+}
+
+func (s *stream) Commit(ctx context.Context, h backend.Handle) error {
+	if err := validName(h); err != nil {
+		s.Abort()
+		return err
+	}
+	err := s.buf.Flush()
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	defer os.Remove(s.f.Name())
+	if err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	final := s.b.path(h)
+	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	if err := os.Link(s.f.Name(), final); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
+		}
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("save %v: %w", h, err)
+	}
+	return nil
+}
+
+// RemoveTemporary deletes temporary files that interrupted writers left.
+// Only call it while no other process writes (under an exclusive lock).
+func (b *Backend) RemoveTemporary(ctx context.Context) (int, error) {
+	n := 0
+	err := filepath.WalkDir(b.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.Type().IsRegular() && strings.HasPrefix(d.Name(), ".") && strings.Contains(d.Name(), ".tmp-") {
+			if err := os.Remove(p); err == nil {
+				n++
+			}
+		}
+		return ctx.Err()
+	})
+	return n, err
+}
