@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -82,8 +81,17 @@ func tools(bin, work string) []tool {
 
 var verbose = flag.Bool("v", false, "log every command")
 
-// run executes a command and returns its wall time and peak RSS.
+// run executes a command and returns its wall time and peak RSS. The RSS
+// comes from /usr/bin/time: a Go parent starts children with vfork, so the
+// child's own rusage would include this process's memory at that moment.
 func run(dir string, env []string, args ...string) (sample, error) {
+	rssFile, err := os.CreateTemp("", "bench-rss-")
+	if err != nil {
+		return sample{}, err
+	}
+	rssFile.Close()
+	defer os.Remove(rssFile.Name())
+	args = append([]string{"/usr/bin/time", "-o", rssFile.Name(), "-f", "%M"}, args...)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
@@ -93,15 +101,14 @@ func run(dir string, env []string, args ...string) (sample, error) {
 		log.Printf("$ %s", strings.Join(args, " "))
 	}
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	d := time.Since(start)
 	if err != nil {
 		return sample{}, fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
 	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss
-	}
+	b, _ := os.ReadFile(rssFile.Name())
+	fmt.Sscan(strings.TrimSpace(string(b)), &rss)
 	return sample{dur: d, rss: rss}, nil
 }
 

@@ -67,3 +67,21 @@ func BenchmarkSaveBlob(b *testing.B) {
 	b.StopTimer()
 	os.RemoveAll(filepath.Join(dir, "data"))
 }
+
+// Incompressible data costs a sample, not a full compression.
+func BenchmarkCompressRandom(b *testing.B) {
+	comp, _ := newCompressor(CompressAuto)
+	data := make([]byte, 1<<20)
+	r := rand.New(rand.NewPCG(2, 2))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	var dst []byte
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var ok bool
+		if dst, ok = comp.compress(dst[:0], data); ok {
+			b.Fatal("random data compressed")
+		}
+	}
+}

@@ -39,10 +39,16 @@ func ParseCompression(s string) (Compression, error) {
 const encoderWindow = 2 << 20
 
 type compressor struct {
-	mode Compression
-	enc  *zstd.Encoder
-	dec  *zstd.Decoder
+	mode   Compression
+	enc    *zstd.Encoder
+	dec    *zstd.Decoder
+	sample *zstd.Encoder // fastest level, to test a chunk before the real work
 }
+
+// sampleSize is how much of a large chunk is tried first: data that does
+// not shrink there (compressed media, archives, encrypted files) is stored
+// as it is without paying for a full compression.
+const sampleSize = 32 << 10
 
 func newCompressor(mode Compression) (*compressor, error) {
 	level := zstd.SpeedFastest
@@ -63,7 +69,12 @@ func newCompressor(mode Compression) (*compressor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &compressor{mode: mode, enc: enc, dec: dec}, nil
+	sample, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(n),
+		zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(1<<17))
+	if err != nil {
+		return nil, err
+	}
+	return &compressor{mode: mode, enc: enc, dec: dec, sample: sample}, nil
 }
 
 // compress returns the bytes to store and whether they are compressed. Data
@@ -72,6 +83,13 @@ func newCompressor(mode Compression) (*compressor, error) {
 func (c *compressor) compress(dst, src []byte) ([]byte, bool) {
 	if c.mode == CompressOff || len(src) < 64 {
 		return src, false
+	}
+	if len(src) >= 4*sampleSize {
+		mid := len(src) / 2
+		probe := c.sample.EncodeAll(src[mid:mid+sampleSize], dst[:0])
+		if len(probe) >= sampleSize-sampleSize/32 {
+			return src, false
+		}
 	}
 	out := c.enc.EncodeAll(src, dst[:0])
 	if len(out) >= len(src)-len(src)/32 {
