@@ -30,17 +30,14 @@ import (
 	"github.com/runup/runup/internal/chunker"
 	"github.com/runup/runup/internal/crypto"
 	"github.com/runup/runup/internal/pack"
+	"github.com/runup/runup/internal/progress"
 	"github.com/runup/runup/internal/repo"
 	"github.com/runup/runup/internal/tree"
 )
 
-// Reporter receives what a backup has to say; the journey never prints.
-type Reporter interface {
-	// Error: an entry could not be backed up; the job becomes incomplete.
-	Error(path string, err error)
-	// Warning: something worth knowing that lost no data.
-	Warning(path string, msg string)
-}
+// Reporter receives what a backup has to say; an Error makes the job
+// incomplete.
+type Reporter = progress.Reporter
 
 // Stats are live counters a progress display may read at any time.
 type Stats struct {
@@ -505,60 +502,18 @@ func (a *archiver) saveFile(ch *lazyChunker, t *fileTask) {
 		return
 	}
 	defer f.Close()
-	key := a.r.Key()
-	var content []crypto.ID
-	var read int64
-	if n.Size < chunker.MinSize {
-		// Small files: one read straight into a chunk buffer, no chunker.
-		buf, ok := a.getBuf()
-		if !ok {
-			return
-		}
-		if cap(*buf) < int(n.Size)+1 {
-			*buf = make([]byte, 0, max(int(n.Size)+1, 64<<10))
-		}
-		b := (*buf)[:n.Size+1]
-		m, err := io.ReadFull(f, b)
-		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-			a.putBuf(buf)
-			a.report(t.abs, unwrapPath(err))
-			n.Type = 0
-			return
-		}
-		if m > int(n.Size) {
-			// It grew while we read: take the slow path for the rest.
-			*buf = b[:m]
-			a.putBuf(buf)
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				a.report(t.abs, err)
-				n.Type = 0
-				return
-			}
+	content, read, err := a.readSmall(f, n.Size)
+	if errors.Is(err, errNotSmall) {
+		if _, err = f.Seek(0, io.SeekStart); err == nil {
 			content, read, err = a.chunkStream(ch, f)
-		} else if m > 0 {
-			*buf = b[:m]
-			id := key.Hash(*buf)
-			content, read = []crypto.ID{id}, int64(m)
-			if !a.chunk(id, nil, buf) {
-				return
-			}
-		} else {
-			a.putBuf(buf)
 		}
-		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-			a.report(t.abs, err)
-			n.Type = 0
-			return
+	}
+	if err != nil {
+		if a.ctx.Err() == nil {
+			a.report(t.abs, unwrapPath(err))
 		}
-	} else {
-		content, read, err = a.chunkStream(ch, f)
-		if err != nil {
-			if a.ctx.Err() == nil {
-				a.report(t.abs, unwrapPath(err))
-			}
-			n.Type = 0
-			return
-		}
+		n.Type = 0
+		return
 	}
 	a.o.Stats.BytesRead.Add(read)
 	if fi, err := f.Stat(); err == nil {
@@ -577,6 +532,44 @@ func (a *archiver) saveFile(ch *lazyChunker, t *fileTask) {
 	} else {
 		a.filesChanged.Add(1)
 	}
+}
+
+// errNotSmall sends a file to the chunker: it is large, or it grew past the
+// size lstat gave while being read.
+var errNotSmall = errors.New("not a small file")
+
+// readSmall stores a file under the chunker's minimum size with one read
+// into a chunk buffer, without the chunker.
+func (a *archiver) readSmall(f *os.File, size uint64) ([]crypto.ID, int64, error) {
+	if size >= chunker.MinSize {
+		return nil, 0, errNotSmall
+	}
+	buf, ok := a.getBuf()
+	if !ok {
+		return nil, 0, context.Cause(a.ctx)
+	}
+	if cap(*buf) < int(size)+1 {
+		*buf = make([]byte, 0, max(int(size)+1, 64<<10))
+	}
+	b := (*buf)[:size+1]
+	m, err := io.ReadFull(f, b)
+	switch {
+	case err != nil && err != io.ErrUnexpectedEOF && err != io.EOF:
+		a.putBuf(buf)
+		return nil, 0, err
+	case m > int(size):
+		a.putBuf(buf)
+		return nil, 0, errNotSmall
+	case m == 0:
+		a.putBuf(buf)
+		return nil, 0, nil
+	}
+	*buf = b[:m]
+	id := a.r.Key().Hash(*buf)
+	if !a.chunk(id, nil, buf) {
+		return nil, 0, context.Cause(a.ctx)
+	}
+	return []crypto.ID{id}, int64(m), nil
 }
 
 func (a *archiver) chunkStream(lc *lazyChunker, f io.Reader) ([]crypto.ID, int64, error) {

@@ -43,22 +43,17 @@ Exit code 0 only when nothing is wrong; 13 when damage is found.`,
 			if err != nil {
 				return err
 			}
-			r, err := e.openRepo(ctx, repo.Options{})
+			s, err := e.lockedRepo(ctx, repo.Options{}, sharedLock, "check")
 			if err != nil {
 				return err
 			}
-			defer r.Close()
-			lock, err := r.Lock(ctx, repo.LockOptions{Command: "check", Wait: g.lockWait})
-			if err != nil {
-				return withCode(ExitLocked, err)
-			}
-			defer lock.Unlock()
+			defer s.close()
 			var done, total int
 			line := progress.Start(g.stderr, !g.quiet && !g.json, func() string {
 				return fmt.Sprintf("check: read %d of %d packs", done, total)
 			})
 			o.Progress = func(d, t int) { done, total = d, t }
-			rep, err := checker.Check(ctx, r, o)
+			rep, err := checker.Check(ctx, s.Repository, o)
 			line.Stop()
 			if err != nil {
 				return err
@@ -143,17 +138,12 @@ are written before the old ones are removed.`,
 			if err != nil {
 				return err
 			}
-			r, err := e.openRepo(ctx, repo.Options{})
+			s, err := e.lockedRepo(ctx, repo.Options{}, exclusiveLock, "repair index")
 			if err != nil {
 				return err
 			}
-			defer r.Close()
-			lock, err := r.Lock(ctx, repo.LockOptions{Exclusive: true, Command: "repair index", Wait: g.lockWait})
-			if err != nil {
-				return withCode(ExitLocked, err)
-			}
-			defer lock.Unlock()
-			n, problems, err := r.RebuildIndex(ctx)
+			defer s.close()
+			n, problems, err := s.RebuildIndex(ctx)
 			if err != nil {
 				return err
 			}

@@ -218,9 +218,9 @@ func (s *session) close() {
 	}
 }
 
-// open opens the repository, takes the lock, then loads the index (so a
-// concurrent prune cannot change it under us).
-func (e *env) open(ctx context.Context, o repo.Options, lk lockKind, command string) (*session, error) {
+// lockedRepo opens the repository and takes the lock, without loading the
+// index (check and repair read index files themselves).
+func (e *env) lockedRepo(ctx context.Context, o repo.Options, lk lockKind, command string) (*session, error) {
 	r, err := e.openRepo(ctx, o)
 	if err != nil {
 		return nil, err
@@ -233,7 +233,17 @@ func (e *env) open(ctx context.Context, o repo.Options, lk lockKind, command str
 			return nil, withCode(ExitLocked, err)
 		}
 	}
-	problems, err := r.LoadIndex(ctx)
+	return s, nil
+}
+
+// open opens the repository, takes the lock, then loads the index (so a
+// concurrent prune cannot change it under us).
+func (e *env) open(ctx context.Context, o repo.Options, lk lockKind, command string) (*session, error) {
+	s, err := e.lockedRepo(ctx, o, lk, command)
+	if err != nil {
+		return nil, err
+	}
+	problems, err := s.LoadIndex(ctx)
 	if err != nil {
 		s.close()
 		return nil, err

@@ -70,6 +70,9 @@ func Main(args []string) int {
 	if errors.As(err, &ee) && ee.err != nil {
 		msg = ee.err.Error()
 	}
+	if errors.Is(err, syscall.ENOSPC) {
+		msg += " — free some space where the repository lives and run the command again; what is stored stays valid"
+	}
 	if msg != "" {
 		fmt.Fprintln(g.stderr, "runup: "+oneLine(msg))
 	}

@@ -11,6 +11,15 @@ import (
 	"golang.org/x/term"
 )
 
+// Reporter receives what a journey (backup, restore) has to say about
+// single entries; the journeys never print.
+type Reporter interface {
+	// Error: an entry could not be handled; the result is incomplete.
+	Error(path string, err error)
+	// Warning: something worth knowing that lost no data.
+	Warning(path string, msg string)
+}
+
 // Line redraws a status line until stopped. On a non-terminal it draws
 // nothing.
 type Line struct {

@@ -35,15 +35,13 @@ import (
 	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/crypto"
 	"github.com/runup/runup/internal/index"
+	"github.com/runup/runup/internal/progress"
 	"github.com/runup/runup/internal/repo"
 	"github.com/runup/runup/internal/tree"
 )
 
-// Reporter receives problems; the journey never prints.
-type Reporter interface {
-	Error(path string, err error)
-	Warning(path string, msg string)
-}
+// Reporter receives problems with single entries.
+type Reporter = progress.Reporter
 
 // Stats are live counters for a progress display.
 type Stats struct {
@@ -88,21 +86,21 @@ type fileState struct {
 
 // open creates and pre-sizes the file on first use: chunks land at their
 // offsets in any order, and chunks of zeros are never written (holes).
-func (fs *fileState) open() (*os.File, error) {
-	fs.openMu.Lock()
-	defer fs.openMu.Unlock()
-	if fs.created {
-		return os.OpenFile(fs.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+func (st *fileState) open() (*os.File, error) {
+	st.openMu.Lock()
+	defer st.openMu.Unlock()
+	if st.created {
+		return os.OpenFile(st.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
 	}
-	f, err := os.OpenFile(fs.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(st.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Truncate(fs.size); err != nil {
+	if err := f.Truncate(st.size); err != nil {
 		f.Close()
 		return nil, err
 	}
-	fs.created = true
+	st.created = true
 	return f, nil
 }
 
@@ -116,9 +114,11 @@ type blobPlan struct {
 	targets []target
 }
 
+// dirMeta is a directory waiting for its metadata. It holds a copy of the
+// node, not a pointer into its tree, so that restored trees can be freed.
 type dirMeta struct {
 	path string
-	node *tree.Node
+	node tree.Node
 }
 
 type restorer struct {
@@ -127,8 +127,9 @@ type restorer struct {
 	ctx    context.Context
 	isRoot bool
 
-	plan     map[crypto.ID][]*blobPlan // by pack
+	plan     map[crypto.ID][]*blobPlan // by pack, for the current batch
 	blobs    map[crypto.ID]*blobPlan   // by blob, to share a read among targets
+	planned  int                       // files in the current batch
 	dirs     []dirMeta
 	links    [][2]string // hard links to make: existing path, new path
 	inodes   map[[2]uint64]string
@@ -178,7 +179,7 @@ func Restore(ctx context.Context, r *repo.Repository, job *repo.Job, o Options) 
 	// Directories last, deepest first, so writing into them does not
 	// change their times again.
 	for i := len(rs.dirs) - 1; i >= 0; i-- {
-		rs.setMeta(rs.dirs[i].path, rs.dirs[i].node)
+		rs.setMeta(rs.dirs[i].path, &rs.dirs[i].node)
 	}
 	rs.res.Errors = int(rs.errors.Load())
 	return rs.res, nil
@@ -246,7 +247,7 @@ func (rs *restorer) walk(t *tree.Tree, dir, rel string, underInclude bool) error
 					rs.fail(path, err)
 					continue
 				}
-				rs.dirs = append(rs.dirs, dirMeta{path, n})
+				rs.dirs = append(rs.dirs, dirMeta{path, *n})
 				rs.res.Dirs++
 			}
 			if err := rs.walk(sub, path, crel, sel && len(rs.o.Include) > 0 || underInclude); err != nil {
@@ -262,6 +263,11 @@ func (rs *restorer) walk(t *tree.Tree, dir, rel string, underInclude bool) error
 			continue
 		}
 		rs.entry(path, n)
+		if rs.planned >= batchFiles {
+			// Restore what is planned so far: memory stays bounded by
+			// the batch, not by the number of files in the job.
+			rs.readPacks()
+		}
 	}
 	return nil
 }
@@ -393,6 +399,7 @@ func (rs *restorer) file(path string, n *tree.Node) {
 	rs.res.Bytes += size
 	rs.o.Stats.BytesTotal.Add(size)
 	fsState := &fileState{path: path, node: n, size: size, remaining: len(n.Content)}
+	rs.planned++
 	if len(n.Content) == 0 {
 		f, err := fsState.open()
 		if err != nil {
@@ -442,8 +449,19 @@ func (rs *restorer) sameContent(path string, n *tree.Node, locs []index.Location
 	return true
 }
 
-// readPacks reads every planned pack, a few at a time.
+// batchFiles is how many files are planned before their content is
+// restored. A chunk shared by files of two batches is read twice; in
+// exchange a restore of millions of files needs the memory of one batch.
+const batchFiles = 1 << 16
+
+// readPacks reads every planned pack, a few at a time, and starts a new
+// batch.
 func (rs *restorer) readPacks() {
+	defer func() {
+		rs.plan = map[crypto.ID][]*blobPlan{}
+		rs.blobs = map[crypto.ID]*blobPlan{}
+		rs.planned = 0
+	}()
 	packs := make([]crypto.ID, 0, len(rs.plan))
 	for id := range rs.plan {
 		packs = append(packs, id)
@@ -531,27 +549,27 @@ func isZero(b []byte) bool {
 func (rs *restorer) deliver(bp *blobPlan, plain []byte, err error) {
 	zero := err == nil && isZero(plain)
 	for _, t := range bp.targets {
-		fs := t.file
+		st := t.file
 		werr := err
 		if werr == nil {
-			werr = rs.write(fs, plain, t.offset, zero)
+			werr = rs.write(st, plain, t.offset, zero)
 		}
 		rs.mu.Lock()
-		if werr != nil && !fs.failed {
-			fs.failed = true
-			rs.fail(fs.path, fmt.Errorf("content not restored correctly: %w", werr))
+		if werr != nil && !st.failed {
+			st.failed = true
+			rs.fail(st.path, fmt.Errorf("content not restored correctly: %w", werr))
 		}
-		fs.remaining--
-		done := fs.remaining == 0
+		st.remaining--
+		done := st.remaining == 0
 		rs.mu.Unlock()
 		if done {
-			rs.setMeta(fs.path, fs.node)
+			rs.setMeta(st.path, st.node)
 		}
 	}
 }
 
-func (rs *restorer) write(fs *fileState, plain []byte, off int64, zero bool) error {
-	f, err := fs.open()
+func (rs *restorer) write(st *fileState, plain []byte, off int64, zero bool) error {
+	f, err := st.open()
 	if err != nil {
 		return unwrapPath(err)
 	}
