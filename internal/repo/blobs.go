@@ -41,6 +41,7 @@ type packer struct {
 	err      error
 	pending  []index.PackBlobs // uploaded, not yet in an index file
 	bufs     sync.Pool         // compression scratch
+	sealBufs sync.Pool         // sealed blobs on their way into a pack
 	packBufs sync.Pool         // pack-sized buffers, reused after upload
 	stream   backend.Streamer  // nil when the backend cannot stream
 }
@@ -144,6 +145,14 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, id crypto.ID
 		*scratch = body
 	}
 
+	// Seal outside the lock, into a pooled buffer; under it only append.
+	sealBuf, _ := p.sealBufs.Get().(*[]byte)
+	if sealBuf == nil {
+		sealBuf = new([]byte)
+	}
+	sealed := r.key.Seal((*sealBuf)[:0], body)
+	p.bufs.Put(scratch)
+
 	p.mu.Lock()
 	op := p.cur[t]
 	var full *openPack
@@ -156,15 +165,16 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, id crypto.ID
 		var err error
 		if op, err = p.newPack(ctx, t); err != nil {
 			p.mu.Unlock()
+			p.sealBufs.Put(sealBuf)
 			return SaveStats{}, err
 		}
 		p.cur[t] = op
 	}
-	// Sealing under the lock costs little (AES-GCM runs at GB/s) and saves
-	// an allocation and a copy per blob.
-	stored := op.w.AddSealed(t, flags, id, len(data), func(dst []byte) []byte { return r.key.Seal(dst, body) })
-	p.bufs.Put(scratch)
+	op.w.Add(t, flags, id, len(data), sealed)
 	p.mu.Unlock()
+	stored := len(sealed)
+	*sealBuf = sealed
+	p.sealBufs.Put(sealBuf)
 	if full != nil {
 		if err := p.upload(ctx, full); err != nil {
 			return SaveStats{}, err
