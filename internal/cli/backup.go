@@ -122,7 +122,14 @@ func (e *env) plans(args []string, adhocProject string) ([]plan, error) {
 
 func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) error {
 	ctx := cmd.Context()
-	e, err := g.loadEnv(false)
+	var when time.Time
+	if o.when != "" {
+		var err error
+		if when, err = time.Parse(time.RFC3339, o.when); err != nil {
+			return usageErr(fmt.Errorf("--time %q: want RFC 3339, like 2026-01-31T03:00:00Z", o.when))
+		}
+	}
+	e, err := g.loadEnv()
 	if err != nil {
 		return err
 	}
@@ -151,12 +158,6 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 		}
 		if n > 0 {
 			g.verbosef("reusing %d pack(s) left by an interrupted backup\n", n)
-		}
-	}
-	var when time.Time
-	if o.when != "" {
-		if when, err = time.Parse(time.RFC3339, o.when); err != nil {
-			return usageErr(fmt.Errorf("--time %q: want RFC 3339, like 2026-01-31T03:00:00Z", o.when))
 		}
 	}
 	host := o.host

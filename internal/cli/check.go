@@ -39,7 +39,7 @@ Exit code 0 only when nothing is wrong; 13 when damage is found.`,
 			if o.ReadData {
 				g.noCache = true // verify what the storage holds, not a local copy
 			}
-			e, err := g.loadEnv(false)
+			e, err := g.loadEnv()
 			if err != nil {
 				return err
 			}
@@ -134,7 +134,7 @@ are written before the old ones are removed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			e, err := g.loadEnv(false)
+			e, err := g.loadEnv()
 			if err != nil {
 				return err
 			}

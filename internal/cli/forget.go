@@ -101,7 +101,7 @@ leaves a valid repository. Takes the exclusive lock.`,
 			if err != nil {
 				return err
 			}
-			e, err := g.loadEnv(false)
+			e, err := g.loadEnv()
 			if err != nil {
 				return err
 			}
@@ -187,7 +187,7 @@ kept by a policy: the --keep-* flags, or the project's keep: in runup.yaml
 			if err != nil {
 				return err
 			}
-			e, err := g.loadEnv(false)
+			e, err := g.loadEnv()
 			if err != nil {
 				return err
 			}

@@ -24,7 +24,7 @@ with AES-256-GCM; without one the repository is unencrypted but every byte
 is still verified by its hash.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.loadEnv(false)
+			e, err := g.loadEnv()
 			if err != nil {
 				return err
 			}

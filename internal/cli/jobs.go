@@ -50,7 +50,7 @@ func resolveJob(jobs []*repo.Job, spec string) (*repo.Job, error) {
 
 // readSession opens the repository for reading, with its jobs.
 func (g *globals) readSession(ctx context.Context) (*session, []*repo.Job, error) {
-	e, err := g.loadEnv(false)
+	e, err := g.loadEnv()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -144,7 +144,7 @@ func newTag(g *globals) *cobra.Command {
 				return usageErr(fmt.Errorf("say --add TAG or --remove TAG"))
 			}
 			ctx := cmd.Context()
-			e, err := g.loadEnv(false)
+			e, err := g.loadEnv()
 			if err != nil {
 				return err
 			}

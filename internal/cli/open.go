@@ -33,7 +33,9 @@ type env struct {
 	repoLoc string
 }
 
-func (g *globals) loadEnv(needConfig bool) (*env, error) {
+// loadEnv finds the context, its runup.yaml (which may be missing only when
+// --repo names the repository) and the repository's location.
+func (g *globals) loadEnv() (*env, error) {
 	dir, err := filepath.Abs(g.context)
 	if err != nil {
 		return nil, err
@@ -43,7 +45,7 @@ func (g *globals) loadEnv(needConfig bool) (*env, error) {
 	}
 	e := &env{g: g, dir: dir}
 	e.cfg, err = config.Load(dir)
-	if err != nil && (needConfig || !errors.Is(err, config.ErrNotFound) || g.repo == "") {
+	if err != nil && (!errors.Is(err, config.ErrNotFound) || g.repo == "") {
 		return nil, err
 	}
 	switch {

@@ -61,7 +61,7 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 	if o.job < 0 {
 		return usageErr(fmt.Errorf("--job %d: job numbers start at 1 (0 means the latest)", o.job))
 	}
-	e, err := g.loadEnv(false)
+	e, err := g.loadEnv()
 	if err != nil {
 		return err
 	}

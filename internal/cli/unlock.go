@@ -16,7 +16,7 @@ and those not refreshed for 30 minutes. --remove-all removes every lock:
 use it only when no other RunUp process uses the repository.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.loadEnv(false)
+			e, err := g.loadEnv()
 			if err != nil {
 				return err
 			}
