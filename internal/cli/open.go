@@ -94,6 +94,19 @@ func (e *env) uploads() int {
 	return 1
 }
 
+// readers is how many packs a restore reads at once: on a local disk the
+// work is CPU-bound and cores+1 suffice, each costing a range buffer;
+// remote storage wants more requests in flight.
+func (e *env) readers() int {
+	if e.g.connections > 0 {
+		return e.g.connections
+	}
+	if isURL(e.repoLoc) {
+		return 4
+	}
+	return runtime.GOMAXPROCS(0) + 1
+}
+
 func (e *env) backend(ctx context.Context) (backend.Backend, error) {
 	var be backend.Backend
 	switch scheme(e.repoLoc) {

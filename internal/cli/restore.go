@@ -136,7 +136,7 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 				progress.Rate(stats.BytesWritten.Load(), time.Since(start)))
 		})
 		res, err := restorer.Restore(ctx, r.Repository, j, restorer.Options{Target: loc, Include: o.include, Exclude: o.exclude,
-			Reporter: rep, Stats: stats, Workers: g.connections})
+			Reporter: rep, Stats: stats, Workers: e.readers()})
 		line.Stop()
 		if err != nil {
 			return fmt.Errorf("restore of job %d: %w", j.Number, err)
