@@ -35,6 +35,20 @@ type Handle struct {
 	Name string // ignored for Config
 }
 
+// Path is a file's place in the repository layout, slash-separated and
+// relative to the repository's root; every backend stores files there, so
+// a repository can be copied between them as it is. Packs are spread over
+// 256 folders by the first two digits of their name.
+func Path(h Handle) string {
+	switch {
+	case h.Type == Config:
+		return "config"
+	case h.Type == Data && len(h.Name) >= 2:
+		return "data/" + h.Name[:2] + "/" + h.Name
+	}
+	return string(h.Type) + "/" + h.Name
+}
+
 func (h Handle) String() string {
 	if h.Type == Config {
 		return "config"

@@ -58,18 +58,8 @@ func (b *Backend) Create() error {
 // Location implements backend.Backend.
 func (b *Backend) Location() string { return b.root }
 
-// path returns the file's path; data files are spread over 256 folders so
-// that no directory grows too large.
 func (b *Backend) path(h backend.Handle) string {
-	switch h.Type {
-	case backend.Config:
-		return filepath.Join(b.root, "config")
-	case backend.Data:
-		if len(h.Name) >= 2 {
-			return filepath.Join(b.root, "data", h.Name[:2], h.Name)
-		}
-	}
-	return filepath.Join(b.root, string(h.Type), h.Name)
+	return filepath.Join(b.root, filepath.FromSlash(backend.Path(h)))
 }
 
 func validName(h backend.Handle) error {

@@ -134,13 +134,7 @@ func (b *Backend) Location() string {
 }
 
 func (b *Backend) key(h backend.Handle) string {
-	var k string
-	if h.Type == backend.Config {
-		k = "config"
-	} else {
-		k = string(h.Type) + "/" + h.Name
-	}
-	return path.Join(b.cfg.Prefix, k)
+	return path.Join(b.cfg.Prefix, backend.Path(h))
 }
 
 func (b *Backend) wrap(what string, err error) error {
@@ -234,6 +228,14 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 			return b.wrap(fmt.Sprintf("list %s", t), obj.Err)
 		}
 		name := strings.TrimPrefix(obj.Key, prefix)
+		if t == backend.Data {
+			// data/<xx>/<name>: the folder must be the name's first digits.
+			dir, base, ok := strings.Cut(name, "/")
+			if !ok || len(base) < 2 || base[:2] != dir {
+				continue
+			}
+			name = base
+		}
 		if name == "" || strings.Contains(name, "/") || strings.HasPrefix(name, ".") {
 			continue
 		}

@@ -188,15 +188,7 @@ func (b *Backend) Location() string {
 }
 
 func (b *Backend) path(h backend.Handle) string {
-	switch h.Type {
-	case backend.Config:
-		return path.Join(b.root, "config")
-	case backend.Data:
-		if len(h.Name) >= 2 {
-			return path.Join(b.root, "data", h.Name[:2], h.Name)
-		}
-	}
-	return path.Join(b.root, string(h.Type), h.Name)
+	return path.Join(b.root, backend.Path(h))
 }
 
 func wrap(what string, err error) error {
