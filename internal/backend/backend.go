@@ -140,3 +140,20 @@ func IsMetadata(ctx context.Context) bool {
 	v, _ := ctx.Value(metadataKey{}).(bool)
 	return v
 }
+
+// As finds, in a chain of wrappers that each offer Unwrap (retry, cache,
+// fault injection), the first backend with the optional capability T.
+func As[T any](be Backend) (T, bool) {
+	for be != nil {
+		if t, ok := be.(T); ok {
+			return t, true
+		}
+		u, ok := be.(interface{ Unwrap() Backend })
+		if !ok {
+			break
+		}
+		be = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}

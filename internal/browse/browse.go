@@ -203,33 +203,24 @@ func diffTrees(ctx context.Context, r *repo.Repository, a, b crypto.ID, prefix s
 
 // whole reports an entry and everything below it as added or removed.
 func whole(ctx context.Context, r *repo.Repository, n *tree.Node, p, kind string, emit func(Change)) error {
-	size := func(n *tree.Node) int64 { return int64(n.Size) }
-	c := Change{Path: p, Kind: kind}
-	if n.Type == tree.Dir {
-		c.Path += "/"
-	}
-	if kind == "added" {
-		c.After = size(n)
-	} else {
-		c.Before = size(n)
-	}
-	emit(c)
-	if n.Type != tree.Dir {
-		return nil
-	}
-	return Walk(ctx, r, n.Subtree, p, func(cp string, cn *tree.Node) error {
-		c := Change{Path: cp, Kind: kind}
-		if cn.Type == tree.Dir {
+	one := func(p string, n *tree.Node) error {
+		c := Change{Path: p, Kind: kind}
+		if n.Type == tree.Dir {
 			c.Path += "/"
 		}
 		if kind == "added" {
-			c.After = size(cn)
+			c.After = int64(n.Size)
 		} else {
-			c.Before = size(cn)
+			c.Before = int64(n.Size)
 		}
 		emit(c)
 		return nil
-	})
+	}
+	one(p, n)
+	if n.Type != tree.Dir {
+		return nil
+	}
+	return Walk(ctx, r, n.Subtree, p, one)
 }
 
 func sameContent(a, b *tree.Node) bool {

@@ -89,18 +89,13 @@ is still verified by its hash.`,
 // createLayout makes what a backend needs before its first file: folders
 // on a disk or SFTP server, the bucket on object storage.
 func createLayout(ctx context.Context, be backend.Backend) error {
-	for {
-		switch b := be.(type) {
-		case interface{ Create() error }:
-			return b.Create()
-		case interface{ Create(context.Context) error }:
-			return b.Create(ctx)
-		case interface{ Unwrap() backend.Backend }:
-			be = b.Unwrap()
-		default:
-			return nil
-		}
+	if b, ok := backend.As[interface{ Create() error }](be); ok {
+		return b.Create()
 	}
+	if b, ok := backend.As[interface{ Create(context.Context) error }](be); ok {
+		return b.Create(ctx)
+	}
+	return nil
 }
 
 // checkEmptyOrMissing refuses to make a repository inside a directory that

@@ -265,18 +265,11 @@ func removeForgottenRecords(ctx context.Context, r *repo.Repository, dryRun bool
 	if err := r.CleanForgotten(ctx); err != nil {
 		return err
 	}
-	for be := r.Backend(); be != nil; {
-		if t, ok := be.(interface {
-			RemoveTemporary(context.Context) (int, error)
-		}); ok {
-			_, err := t.RemoveTemporary(ctx)
-			return err
-		}
-		u, ok := be.(interface{ Unwrap() backend.Backend })
-		if !ok {
-			break
-		}
-		be = u.Unwrap()
+	if t, ok := backend.As[interface {
+		RemoveTemporary(context.Context) (int, error)
+	}](r.Backend()); ok {
+		_, err := t.RemoveTemporary(ctx)
+		return err
 	}
 	return nil
 }

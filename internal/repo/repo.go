@@ -247,20 +247,11 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 // hintCache tells a caching backend, wherever it sits in the chain of
 // wrappers, which packs hold trees.
 func (r *Repository) hintCache() {
-	be := r.be
-	for be != nil {
-		if c, ok := be.(interface{ SetTreePacks(func(string) bool) }); ok {
-			c.SetTreePacks(func(name string) bool {
-				id, err := crypto.ParseID(name)
-				return err == nil && r.Index().IsTreePack(id)
-			})
-			return
-		}
-		u, ok := be.(interface{ Unwrap() backend.Backend })
-		if !ok {
-			return
-		}
-		be = u.Unwrap()
+	if c, ok := backend.As[interface{ SetTreePacks(func(string) bool) }](r.be); ok {
+		c.SetTreePacks(func(name string) bool {
+			id, err := crypto.ParseID(name)
+			return err == nil && r.Index().IsTreePack(id)
+		})
 	}
 }
 
