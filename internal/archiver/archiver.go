@@ -167,9 +167,11 @@ func Backup(ctx context.Context, r *repo.Repository, o Options) (*repo.Job, erro
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
-	if err := r.Flush(ctx); err != nil {
+	st, err := r.Flush(ctx)
+	if err != nil {
 		return nil, err
 	}
+	o.Stats.BytesAdded.Add(int64(st.Stored))
 	j := &repo.Job{Project: o.Project, Time: o.Time.UTC(), Host: o.Host, Base: o.Base, InContext: o.InContext, Paths: o.Written,
 		Tree: rootID, Tags: o.Tags, Program: o.Program}
 	if u, err := user.Current(); err == nil {

@@ -300,7 +300,7 @@ type JobStats struct {
 	LogicalSize int64 `json:"logical_size"` // all files, as on disk
 	Chunks      int   `json:"chunks"`       // distinct chunks
 	RawSize     int64 `json:"raw_size"`     // distinct chunks, uncompressed
-	StoredSize  int64 `json:"stored_size"`  // distinct chunks as stored
+	StoredSize  int64 `json:"stored_size"`  // distinct chunks as stored, each group they are in once
 	Packs       int   `json:"packs"`
 }
 
@@ -309,6 +309,11 @@ func Stats(ctx context.Context, r *repo.Repository, root crypto.ID) (*JobStats, 
 	st := &JobStats{}
 	seen := map[crypto.ID]bool{}
 	packs := map[crypto.ID]bool{}
+	type place struct {
+		pack   crypto.ID
+		offset uint32
+	}
+	groups := map[place]bool{}
 	add := func(id crypto.ID) {
 		if seen[id] {
 			return
@@ -317,8 +322,15 @@ func Stats(ctx context.Context, r *repo.Repository, root crypto.ID) (*JobStats, 
 		if loc, ok := r.Index().Lookup(id); ok {
 			st.Chunks++
 			st.RawSize += int64(loc.RawLen)
-			st.StoredSize += int64(loc.Length)
 			packs[loc.PackID] = true
+			if loc.Grouped() {
+				// Members share their group's bytes: count them once.
+				if groups[place{loc.PackID, loc.Offset}] {
+					return
+				}
+				groups[place{loc.PackID, loc.Offset}] = true
+			}
+			st.StoredSize += int64(loc.Length)
 		}
 	}
 	add(root)

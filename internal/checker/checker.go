@@ -319,9 +319,10 @@ func (c *checker) readData(ctx context.Context, ids []crypto.ID, sizes map[crypt
 			c.markPack(id, "pack header damaged")
 			continue
 		}
+		dec := c.r.NewDecoder() // header order: a group's members come together
 		for _, b := range blobs {
 			loc := index.Location{PackID: id, Blob: b}
-			if _, err := c.r.DecodeBlob(loc, data[b.Offset:b.Offset+b.Length], nil); err != nil {
+			if _, err := dec.Decode(loc, data[b.Offset:b.Offset+b.Length]); err != nil {
 				c.problem("blob", b.ID.String(), err)
 				if cur, ok := c.r.Index().Lookup(b.ID); ok && cur.PackID == id {
 					c.bad[b.ID] = "chunk damaged"

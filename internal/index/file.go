@@ -15,7 +15,13 @@ type PackBlobs struct {
 	Blobs []pack.Blob
 }
 
-const fileVersion = 1
+// fileVersion 2 adds group members (pack.FlagGrouped and their inner
+// offset). Like pack headers, a file is written as version 2 only when it
+// lists a group member.
+const (
+	fileVersion  = 1
+	fileVersion2 = 2
+)
 
 // minBlobBytes is the least an encoded blob takes; it bounds how many blobs a
 // decoder believes a file of a given size can hold.
@@ -26,7 +32,15 @@ var ErrDamaged = errors.New("index file damaged")
 
 // Encode returns an index file's plaintext.
 func Encode(packs []PackBlobs) []byte {
-	buf := []byte{fileVersion}
+	version := byte(fileVersion)
+	for _, p := range packs {
+		for _, b := range p.Blobs {
+			if b.Grouped() {
+				version = fileVersion2
+			}
+		}
+	}
+	buf := []byte{version}
 	buf = binary.AppendUvarint(buf, uint64(len(packs)))
 	for _, p := range packs {
 		buf = append(buf, p.ID[:]...)
@@ -37,6 +51,9 @@ func Encode(packs []PackBlobs) []byte {
 			buf = binary.AppendUvarint(buf, uint64(b.Offset))
 			buf = binary.AppendUvarint(buf, uint64(b.Length))
 			buf = binary.AppendUvarint(buf, uint64(b.RawLen))
+			if b.Grouped() {
+				buf = binary.AppendUvarint(buf, uint64(b.Inner))
+			}
 		}
 	}
 	return buf
@@ -75,8 +92,12 @@ func (d *decoder) bytes(n int) []byte {
 
 // Decode parses an index file's plaintext.
 func Decode(buf []byte) ([]PackBlobs, error) {
-	if len(buf) < 1 || buf[0] != fileVersion {
+	if len(buf) < 1 || (buf[0] != fileVersion && buf[0] != fileVersion2) {
 		return nil, fmt.Errorf("%w: unknown version", ErrDamaged)
+	}
+	allowed := pack.FlagZstd
+	if buf[0] == fileVersion2 {
+		allowed |= pack.FlagGrouped
 	}
 	d := &decoder{b: buf[1:]}
 	npacks := d.uvarint(uint64(len(buf)) / (crypto.IDSize + 1))
@@ -93,13 +114,16 @@ func Decode(buf []byte) ([]PackBlobs, error) {
 				break
 			}
 			b.Type, b.Flags = pack.BlobType(tf[0]), pack.Flags(tf[1])
-			if b.Type > pack.Tree || b.Flags&^pack.FlagZstd != 0 {
+			if b.Type > pack.Tree || b.Flags&^allowed != 0 || (b.Grouped() && b.Type != pack.Data) {
 				d.err = fmt.Errorf("%w: bad blob type", ErrDamaged)
 			}
 			copy(b.ID[:], d.bytes(crypto.IDSize))
 			b.Offset = uint32(d.uvarint(1<<32 - 1))
 			b.Length = uint32(d.uvarint(1<<32 - 1))
 			b.RawLen = uint32(d.uvarint(1<<32 - 1))
+			if b.Grouped() {
+				b.Inner = uint32(d.uvarint(1<<32 - 1))
+			}
 			p.Blobs = append(p.Blobs, b)
 		}
 		packs = append(packs, p)

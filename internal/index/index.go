@@ -1,6 +1,6 @@
 // Package index maps blob IDs to where they live in pack files.
 //
-// In memory the index is a sorted array of fixed-size entries (52 bytes a
+// In memory the index is a sorted array of fixed-size entries (56 bytes a
 // blob) plus a small map of recent additions, merged into the array in
 // batches; lookups are a binary search. On storage it is a set of index
 // files, each describing some packs completely.
@@ -23,6 +23,7 @@ type Entry struct {
 	Offset uint32
 	Length uint32
 	RawLen uint32
+	Inner  uint32
 	Type   pack.BlobType
 	Flags  pack.Flags
 }
@@ -66,7 +67,7 @@ func (x *Index) AddPack(packID crypto.ID, blobs []pack.Blob) {
 		if _, ok := x.lookupLocked(b.ID); ok {
 			continue
 		}
-		x.pending[b.ID] = Entry{ID: b.ID, Pack: num, Offset: b.Offset, Length: b.Length, RawLen: b.RawLen, Type: b.Type, Flags: b.Flags}
+		x.pending[b.ID] = Entry{ID: b.ID, Pack: num, Offset: b.Offset, Length: b.Length, RawLen: b.RawLen, Inner: b.Inner, Type: b.Type, Flags: b.Flags}
 	}
 	// Merge when the map grows past an eighth of the array, so merging costs
 	// amortised O(1) per entry and the map stays a small share of memory.
@@ -133,7 +134,7 @@ func (x *Index) Lookup(id crypto.ID) (Location, bool) {
 		return Location{}, false
 	}
 	return Location{PackID: x.packs[e.Pack], Blob: pack.Blob{Type: e.Type, Flags: e.Flags, ID: e.ID,
-		Offset: e.Offset, Length: e.Length, RawLen: e.RawLen}}, true
+		Offset: e.Offset, Length: e.Length, RawLen: e.RawLen, Inner: e.Inner}}, true
 }
 
 // HasPack reports whether any blob of the pack was added.
@@ -167,7 +168,7 @@ func (x *Index) Each(fn func(Location)) {
 	defer x.mu.RUnlock()
 	visit := func(e Entry) {
 		fn(Location{PackID: x.packs[e.Pack], Blob: pack.Blob{Type: e.Type, Flags: e.Flags, ID: e.ID,
-			Offset: e.Offset, Length: e.Length, RawLen: e.RawLen}})
+			Offset: e.Offset, Length: e.Length, RawLen: e.RawLen, Inner: e.Inner}})
 	}
 	for _, e := range x.sorted {
 		visit(e)

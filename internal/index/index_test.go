@@ -78,6 +78,14 @@ func TestFileRoundTrip(t *testing.T) {
 		packs = append(packs, p)
 	}
 	packs = append(packs, PackBlobs{ID: randID(r), Blobs: []pack.Blob{}})
+	if Encode(packs)[0] != fileVersion {
+		t.Fatal("a file without groups is not written as version 1")
+	}
+	g := PackBlobs{ID: randID(r)}
+	for i := range 3 {
+		g.Blobs = append(g.Blobs, pack.Blob{Type: pack.Data, Flags: pack.FlagZstd | pack.FlagGrouped, ID: randID(r), Offset: 40, Length: 900, RawLen: 300, Inner: uint32(300 * i)})
+	}
+	packs = append(packs, g)
 	got, err := Decode(Encode(packs))
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,10 @@
 //
 //	blob_0 | blob_1 | ... | blob_n | sealed header | uint32 LE header length
 //
+// Small data blobs are sealed together in groups, so that zstd finds what
+// neighbouring small files share: each member has its own header entry,
+// and all of a group's members point at the group's sealed bytes.
+//
 // The header alone is enough to rebuild the index, so losing every index
 // file loses nothing. A pack's name is the keyed hash of its bytes.
 package pack
@@ -39,12 +43,23 @@ func (t BlobType) String() string {
 // Flags describe how a blob is stored.
 type Flags uint8
 
-// FlagZstd marks a blob compressed with zstd before sealing.
-const FlagZstd Flags = 1
+// Blob flags.
+const (
+	// FlagZstd marks a blob (or a group) compressed with zstd before sealing.
+	FlagZstd Flags = 1
+	// FlagGrouped marks a member of a group. In a header, the first member
+	// carries the group's sealed length and the others a length of 0; each
+	// member's plaintext follows the previous one's inside the group.
+	FlagGrouped Flags = 2
+)
 
 const (
-	headerVersion = 1
-	entrySize     = 1 + 1 + crypto.IDSize + 4 + 4
+	// headerVersion 1 has no groups; 2 may have them. A writer uses 2 only
+	// when a pack holds a group, so packs of format 1 repositories stay
+	// readable by older versions.
+	headerVersion  = 1
+	headerVersion2 = 2
+	entrySize      = 1 + 1 + crypto.IDSize + 4 + 4
 	// MaxHeaderSize bounds what a reader will load for a header: 400k
 	// blobs, far beyond any pack this writer makes.
 	MaxHeaderSize = 16 << 20
@@ -58,9 +73,20 @@ type Blob struct {
 	Type   BlobType
 	Flags  Flags
 	ID     crypto.ID
-	Offset uint32 // from the start of the pack
-	Length uint32 // sealed length in the pack
+	Offset uint32 // from the start of the pack (of the group, for a member)
+	Length uint32 // sealed length in the pack (of the group, for a member)
 	RawLen uint32 // plaintext length after decompression
+	Inner  uint32 // a group member's offset in the group's plaintext
+}
+
+// Grouped reports whether the blob is stored in a group.
+func (b Blob) Grouped() bool { return b.Flags&FlagGrouped != 0 }
+
+// Member is one blob of a group: its plaintext is the group's plaintext
+// from the end of the previous member.
+type Member struct {
+	ID     crypto.ID
+	RawLen int
 }
 
 // Writer builds one pack, in memory or streamed to an io.Writer. It is not
@@ -113,6 +139,21 @@ func (w *Writer) AddSealed(t BlobType, f Flags, id crypto.ID, rawLen int, seal f
 	return n
 }
 
+// AddGroup appends small data blobs sealed as one: seal writes the group's
+// sealed bytes, and members lists the blobs whose plaintexts, one after
+// another, make up the group's plaintext. flags apply to the whole group.
+func (w *Writer) AddGroup(f Flags, members []Member, seal func(dst []byte) []byte) int {
+	n := w.AddSealed(Data, f|FlagGrouped, members[0].ID, members[0].RawLen, seal)
+	g := w.blobs[len(w.blobs)-1]
+	inner := uint32(members[0].RawLen)
+	for _, m := range members[1:] {
+		w.blobs = append(w.blobs, Blob{Type: Data, Flags: g.Flags, ID: m.ID, Offset: g.Offset, Length: g.Length,
+			RawLen: uint32(m.RawLen), Inner: inner})
+		inner += uint32(m.RawLen)
+	}
+	return n
+}
+
 func (w *Writer) write(b []byte) {
 	if w.err != nil {
 		return
@@ -128,13 +169,24 @@ func (w *Writer) write(b []byte) {
 // in-memory pack, its bytes (in the Writer's buffer). The Writer must not
 // be used afterwards.
 func (w *Writer) Finish(key *crypto.MasterKey) ([]byte, crypto.ID, []Blob, error) {
-	hdr := make([]byte, 0, 1+binary.MaxVarintLen64+len(w.blobs)*entrySize)
-	hdr = append(hdr, headerVersion)
-	hdr = binary.AppendUvarint(hdr, uint64(len(w.blobs)))
+	version := byte(headerVersion)
 	for _, b := range w.blobs {
+		if b.Grouped() {
+			version = headerVersion2
+			break
+		}
+	}
+	hdr := make([]byte, 0, 1+binary.MaxVarintLen64+len(w.blobs)*entrySize)
+	hdr = append(hdr, version)
+	hdr = binary.AppendUvarint(hdr, uint64(len(w.blobs)))
+	for i, b := range w.blobs {
 		hdr = append(hdr, byte(b.Type), byte(b.Flags))
 		hdr = append(hdr, b.ID[:]...)
-		hdr = binary.LittleEndian.AppendUint32(hdr, b.Length)
+		length := b.Length
+		if b.Grouped() && i > 0 && w.blobs[i-1].Grouped() && w.blobs[i-1].Offset == b.Offset {
+			length = 0 // a later member: the group's length is on its first
+		}
+		hdr = binary.LittleEndian.AppendUint32(hdr, length)
 		hdr = binary.LittleEndian.AppendUint32(hdr, b.RawLen)
 	}
 	sealed := key.Seal(nil, hdr)
@@ -179,8 +231,12 @@ func ReadHeader(key *crypto.MasterKey, size int64, tail []byte, load func(off, n
 }
 
 func parseHeader(hdr []byte, dataLen int64) ([]Blob, error) {
-	if len(hdr) < 1 || hdr[0] != headerVersion {
+	if len(hdr) < 1 || (hdr[0] != headerVersion && hdr[0] != headerVersion2) {
 		return nil, fmt.Errorf("%w: unknown header version", ErrDamaged)
+	}
+	allowed := FlagZstd
+	if hdr[0] == headerVersion2 {
+		allowed |= FlagGrouped
 	}
 	count, n := binary.Uvarint(hdr[1:])
 	if n <= 0 {
@@ -198,8 +254,22 @@ func parseHeader(hdr []byte, dataLen int64) ([]Blob, error) {
 		copy(b.ID[:], e[2:2+crypto.IDSize])
 		b.Length = binary.LittleEndian.Uint32(e[2+crypto.IDSize:])
 		b.RawLen = binary.LittleEndian.Uint32(e[6+crypto.IDSize:])
-		if b.Type > Tree || b.Flags&^FlagZstd != 0 {
+		if b.Type > Tree || b.Flags&^allowed != 0 || (b.Grouped() && b.Type != Data) {
 			return nil, fmt.Errorf("%w: blob %d has type %d flags %d", ErrDamaged, i, b.Type, b.Flags)
+		}
+		if b.Grouped() && b.Length == 0 {
+			// A later member of the group before it.
+			if i == 0 || !blobs[i-1].Grouped() || blobs[i-1].Flags != b.Flags {
+				return nil, fmt.Errorf("%w: blob %d continues no group", ErrDamaged, i)
+			}
+			prev := blobs[i-1]
+			inner := uint64(prev.Inner) + uint64(prev.RawLen)
+			if inner > 1<<32-1 {
+				return nil, fmt.Errorf("%w: group of blob %d is too large", ErrDamaged, i)
+			}
+			b.Offset, b.Length, b.Inner = prev.Offset, prev.Length, uint32(inner)
+			blobs[i] = b
+			continue
 		}
 		off += int64(b.Length)
 		if off > dataLen {

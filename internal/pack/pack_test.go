@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/runup/runup/internal/crypto"
@@ -141,5 +142,64 @@ func TestStreamWriter(t *testing.T) {
 	_, sid, sblobs, err := st.Finish(key)
 	if err != nil || !bytes.Equal(out.Bytes(), data) || sid != id || len(sblobs) != len(blobs) {
 		t.Fatalf("streamed pack differs: %v", err)
+	}
+}
+
+// Groups read back with every member at its place in the group's
+// plaintext, between ungrouped blobs and next to another group.
+func TestGroups(t *testing.T) {
+	key, _ := crypto.NewMasterKey(true)
+	w := NewWriter(nil)
+	single := []byte("alone")
+	w.Add(Data, 0, key.Hash(single), len(single), key.Seal(nil, single))
+	var want [][]byte
+	for g := range 2 {
+		var members []Member
+		var plain []byte
+		for i := range 3 + g {
+			p := bytes.Repeat([]byte{byte(10*g + i)}, 7+i)
+			want = append(want, p)
+			members = append(members, Member{ID: key.Hash(p), RawLen: len(p)})
+			plain = append(plain, p...)
+		}
+		w.AddGroup(FlagZstd, members, func(dst []byte) []byte { return key.Seal(dst, plain) })
+	}
+	data, _, blobs, err := w.Finish(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadHeader(key, int64(len(data)), data, loader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1+len(want) || !slices.Equal(got, blobs) {
+		t.Fatalf("header %+v, writer said %+v", got, blobs)
+	}
+	for i, b := range got[1:] {
+		if !b.Grouped() || b.Flags&FlagZstd == 0 {
+			t.Fatalf("member %d has flags %d", i, b.Flags)
+		}
+		plain, err := key.Open(nil, data[b.Offset:b.Offset+b.Length])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(plain[b.Inner:b.Inner+b.RawLen], want[i]) {
+			t.Fatalf("member %d: wrong plaintext", i)
+		}
+	}
+	if got[1].Offset == got[4].Offset || got[1].Offset != got[3].Offset {
+		t.Fatalf("groups share or split offsets: %+v", got)
+	}
+
+	// A continuation entry without a group before it is damage.
+	hdr := []byte{headerVersion2, 1, byte(Data), byte(FlagGrouped)}
+	hdr = append(hdr, make([]byte, crypto.IDSize+8)...)
+	if _, err := parseHeader(hdr, 0); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("orphan member accepted: %v", err)
+	}
+	// Version 1 headers cannot hold groups.
+	hdr[0] = headerVersion
+	if _, err := parseHeader(hdr, 0); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("group in a version 1 header accepted: %v", err)
 	}
 }

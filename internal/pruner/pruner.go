@@ -74,12 +74,14 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 		claims               []pack.Blob
 	}
 	infos := make([]*packInfo, 0, len(pc.Packs))
+	shares := map[crypto.ID][]int64{}
 	for id, blobs := range pc.Packs {
 		pi := &packInfo{id: id, size: pc.Sizes[id]}
-		for _, b := range blobs {
-			pi.blobSz += int64(b.Length)
+		shares[id] = storedShares(blobs)
+		for i, b := range blobs {
+			pi.blobSz += shares[id][i]
 			if used[b.ID] {
-				pi.usedSz += int64(b.Length)
+				pi.usedSz += shares[id][i]
 			}
 		}
 		infos = append(infos, pi)
@@ -97,11 +99,11 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 	claimed := map[crypto.ID]bool{}
 	for _, pi := range infos {
 		pi.usedSz = 0
-		for _, b := range pc.Packs[pi.id] {
+		for i, b := range pc.Packs[pi.id] {
 			if used[b.ID] && !claimed[b.ID] {
 				claimed[b.ID] = true
 				pi.claims = append(pi.claims, b)
-				pi.usedSz += int64(b.Length)
+				pi.usedSz += shares[pi.id][i]
 			}
 		}
 	}
@@ -157,7 +159,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 	}
 	// Durable before anything is removed: the new packs and their index
 	// (Flush), then index files for the kept packs.
-	if err := r.Flush(ctx); err != nil {
+	if _, err := r.Flush(ctx); err != nil {
 		return nil, err
 	}
 	written, err := r.WriteIndex(ctx, keptPacks)
@@ -237,14 +239,45 @@ func usedBlobs(ctx context.Context, r *repo.Repository) (map[crypto.ID]bool, err
 	return used, nil
 }
 
+// storedShares is each blob's share of the pack's bytes: its sealed length,
+// or for a group member its part of the group's, by plaintext size. A group
+// is reclaimed only whole, so the unused share of a pack counts members no
+// job uses, and a repack stores the used ones in new groups.
+func storedShares(blobs []pack.Blob) []int64 {
+	shares := make([]int64, len(blobs))
+	for i := 0; i < len(blobs); {
+		b := blobs[i]
+		if !b.Grouped() {
+			shares[i] = int64(b.Length)
+			i++
+			continue
+		}
+		end, raw := i, int64(0)
+		for end < len(blobs) && blobs[end].Grouped() && blobs[end].Offset == b.Offset {
+			raw += int64(blobs[end].RawLen)
+			end++
+		}
+		left := int64(b.Length)
+		for j := i; j < end; j++ {
+			shares[j] = int64(b.Length) * int64(blobs[j].RawLen) / max(raw, 1)
+			left -= shares[j]
+		}
+		shares[end-1] += left // rounding, so shares add up to the group
+		i = end
+	}
+	return shares
+}
+
 // repackOne reads a pack once and stores its claimed blobs again, verified.
 func repackOne(ctx context.Context, r *repo.Repository, id crypto.ID, claims []pack.Blob) error {
 	data, err := r.Backend().Load(ctx, backend.Handle{Type: backend.Data, Name: id.String()}, 0, 0)
 	if err != nil {
 		return err
 	}
+	// Claims are in header order, so a group's members come together.
+	dec := r.NewDecoder()
 	for _, b := range claims {
-		plain, err := r.DecodeBlob(index.Location{PackID: id, Blob: b}, data[b.Offset:b.Offset+b.Length], nil)
+		plain, err := dec.Decode(index.Location{PackID: id, Blob: b}, data[b.Offset:b.Offset+b.Length])
 		if err != nil {
 			return fmt.Errorf("repack: %w; nothing was removed (run 'runup check')", err)
 		}

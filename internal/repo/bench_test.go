@@ -32,7 +32,7 @@ func BenchmarkCompress(b *testing.B) {
 			var dst []byte
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
-				dst, _ = comp.compress(dst[:0], data)
+				dst, _ = comp.compress(dst[:0], data, true)
 			}
 		})
 	}
@@ -61,7 +61,7 @@ func BenchmarkSaveBlob(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if err := r.Flush(ctx); err != nil {
+	if _, err := r.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
@@ -80,7 +80,7 @@ func BenchmarkCompressRandom(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		var ok bool
-		if dst, ok = comp.compress(dst[:0], data); ok {
+		if dst, ok = comp.compress(dst[:0], data, true); ok {
 			b.Fatal("random data compressed")
 		}
 	}

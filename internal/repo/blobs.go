@@ -25,6 +25,16 @@ const (
 	// indexEvery is how many uploaded packs go into one index file while a
 	// backup runs, so an interrupted backup loses little work.
 	indexEvery = 64
+	// Data blobs under groupMember bytes are stored in groups, which are
+	// sealed once their plaintext reaches groupSize. Compressed together,
+	// small files share their common text (licence headers, includes,
+	// markup), so a tree of them stores smaller and compresses faster than
+	// file by file, while reading one still costs at most one group.
+	groupMember = 128 << 10
+	groupSize   = 512 << 10
+	// maxGroup bounds a group's plaintext when reading one: groupSize plus
+	// a member, with room to spare for other writers' choices.
+	maxGroup = 4 << 20
 )
 
 // packer groups new blobs into packs and uploads them in the background,
@@ -40,10 +50,18 @@ type packer struct {
 	wg       sync.WaitGroup
 	err      error
 	pending  []index.PackBlobs // uploaded, not yet in an index file
+	grp      *group            // small data blobs waiting to be sealed
+	grpBufs  sync.Pool         // group buffers
 	bufs     sync.Pool         // compression scratch
 	sealBufs sync.Pool         // sealed blobs on their way into a pack
 	packBufs sync.Pool         // pack-sized buffers, reused after upload
 	stream   backend.Streamer  // nil when the backend cannot stream
+}
+
+// group is small data blobs collected to be compressed and sealed as one.
+type group struct {
+	buf     []byte
+	members []pack.Member
 }
 
 // openPack is a pack being filled, and its file when streamed.
@@ -104,6 +122,7 @@ func (p *packer) abort() {
 		}
 		p.cur[t] = nil
 	}
+	p.grp = nil
 }
 
 // SaveStats tells what saving a blob cost.
@@ -134,29 +153,94 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, id crypto.ID
 	if len(data) > maxRawBlob {
 		return SaveStats{}, fmt.Errorf("blob %v of %d bytes is too large", id.Short(), len(data))
 	}
+	if t == pack.Data && r.cfg.Version >= 2 && len(data) > 0 && len(data) < groupMember {
+		return p.addToGroup(ctx, id, data)
+	}
 	scratch, _ := p.bufs.Get().(*[]byte)
 	if scratch == nil {
 		scratch = new([]byte)
 	}
-	body, compressed := r.comp.compress(*scratch, data)
+	body, compressed := r.comp.compress(*scratch, data, true)
 	var flags pack.Flags
 	if compressed {
 		flags = pack.FlagZstd
 		*scratch = body
 	}
+	stored, err := p.seal(ctx, t, body, func(w *pack.Writer, sealed []byte) {
+		w.Add(t, flags, id, len(data), sealed)
+	})
+	p.bufs.Put(scratch)
+	if err != nil {
+		return SaveStats{}, err
+	}
+	return SaveStats{Added: true, Stored: stored}, nil
+}
 
-	// Seal outside the lock, into a pooled buffer; under it only append.
+// addToGroup adds a small data blob to the open group, and seals the group
+// when it is full.
+func (p *packer) addToGroup(ctx context.Context, id crypto.ID, data []byte) (SaveStats, error) {
+	p.mu.Lock()
+	g := p.grp
+	if g == nil {
+		g, _ = p.grpBufs.Get().(*group)
+		if g == nil {
+			g = &group{buf: make([]byte, 0, groupSize+groupMember)}
+		}
+		p.grp = g
+	}
+	g.buf = append(g.buf, data...)
+	g.members = append(g.members, pack.Member{ID: id, RawLen: len(data)})
+	full := len(g.buf) >= groupSize
+	if full {
+		p.grp = nil
+	}
+	p.mu.Unlock()
+	if !full {
+		return SaveStats{Added: true}, nil
+	}
+	stored, err := p.sealGroup(ctx, g)
+	return SaveStats{Added: true, Stored: stored}, err
+}
+
+// sealGroup compresses and seals a group into the data pack.
+func (p *packer) sealGroup(ctx context.Context, g *group) (int, error) {
+	scratch, _ := p.bufs.Get().(*[]byte)
+	if scratch == nil {
+		scratch = new([]byte)
+	}
+	// No sample first: a group is many small files, worth compressing.
+	body, compressed := p.r.comp.compress(*scratch, g.buf, false)
+	var flags pack.Flags
+	if compressed {
+		flags = pack.FlagZstd
+		*scratch = body
+	}
+	stored, err := p.seal(ctx, pack.Data, body, func(w *pack.Writer, sealed []byte) {
+		w.AddGroup(flags, g.members, func(dst []byte) []byte { return append(dst, sealed...) })
+	})
+	p.bufs.Put(scratch)
+	g.buf, g.members = g.buf[:0], g.members[:0]
+	p.grpBufs.Put(g)
+	return stored, err
+}
+
+// seal seals body outside the lock, then under it lets add put the sealed
+// bytes into the open pack of type t, starting a pack when needed. A pack it
+// closes is uploaded. It returns the sealed length.
+func (p *packer) seal(ctx context.Context, t pack.BlobType, body []byte, add func(w *pack.Writer, sealed []byte)) (int, error) {
+	r := p.r
 	sealBuf, _ := p.sealBufs.Get().(*[]byte)
 	if sealBuf == nil {
 		sealBuf = new([]byte)
 	}
 	sealed := r.key.Seal((*sealBuf)[:0], body)
-	p.bufs.Put(scratch)
+	*sealBuf = sealed
+	defer p.sealBufs.Put(sealBuf)
 
 	p.mu.Lock()
 	op := p.cur[t]
 	var full *openPack
-	if op != nil && op.w.Count() > 0 && op.w.Len()+len(body)+r.key.Overhead() > r.cfg.PackSize {
+	if op != nil && op.w.Count() > 0 && op.w.Len()+len(sealed) > r.cfg.PackSize {
 		// Close the pack before it would pass its size, so a pack buffer
 		// of PackSize always suffices.
 		full, op = op, nil
@@ -165,22 +249,18 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, id crypto.ID
 		var err error
 		if op, err = p.newPack(ctx, t); err != nil {
 			p.mu.Unlock()
-			p.sealBufs.Put(sealBuf)
-			return SaveStats{}, err
+			return 0, err
 		}
 		p.cur[t] = op
 	}
-	op.w.Add(t, flags, id, len(data), sealed)
+	add(op.w, sealed)
 	p.mu.Unlock()
-	stored := len(sealed)
-	*sealBuf = sealed
-	p.sealBufs.Put(sealBuf)
 	if full != nil {
 		if err := p.upload(ctx, full); err != nil {
-			return SaveStats{}, err
+			return 0, err
 		}
 	}
-	return SaveStats{Added: true, Stored: stored}, nil
+	return len(sealed), nil
 }
 
 // upload finishes a pack and writes it in the background; it blocks while
@@ -245,9 +325,22 @@ func (p *packer) upload(ctx context.Context, op *openPack) error {
 }
 
 // Flush writes every queued blob and an index file for all new packs. When
-// it returns nil, everything saved so far is durable and indexed.
-func (r *Repository) Flush(ctx context.Context) error {
+// it returns nil, everything saved so far is durable and indexed. Its
+// stats count the last group, which no SaveBlob call sealed.
+func (r *Repository) Flush(ctx context.Context) (SaveStats, error) {
 	p := r.packer
+	var st SaveStats
+	p.mu.Lock()
+	g := p.grp
+	p.grp = nil
+	p.mu.Unlock()
+	if g != nil {
+		n, err := p.sealGroup(ctx, g)
+		if err != nil {
+			return st, err
+		}
+		st.Stored = n
+	}
 	p.mu.Lock()
 	var open []*openPack
 	for t, op := range p.cur {
@@ -263,7 +356,7 @@ func (r *Repository) Flush(ctx context.Context) error {
 	p.mu.Unlock()
 	for _, op := range open {
 		if err := p.upload(ctx, op); err != nil {
-			return err
+			return st, err
 		}
 	}
 	p.wg.Wait()
@@ -272,14 +365,14 @@ func (r *Repository) Flush(ctx context.Context) error {
 	p.pending = nil
 	p.mu.Unlock()
 	if err != nil {
-		return err
+		return st, err
 	}
 	if len(batch) > 0 {
 		if _, err := r.writeIndex(ctx, batch); err != nil {
-			return err
+			return st, err
 		}
 	}
-	return nil
+	return st, nil
 }
 
 // LoadBlob reads, verifies and returns a blob, appending to dst.
@@ -298,30 +391,96 @@ func (r *Repository) LoadBlob(ctx context.Context, t pack.BlobType, id crypto.ID
 	return r.DecodeBlob(loc, sealed, dst)
 }
 
-// DecodeBlob opens a blob read from its pack, decompresses it and checks
-// that its content hashes to its ID.
+// DecodeBlob opens a blob read from its pack (for a group member, the
+// group's sealed bytes), decompresses it and checks that its content hashes
+// to its ID. The result is appended to dst[:0].
 func (r *Repository) DecodeBlob(loc index.Location, sealed []byte, dst []byte) ([]byte, error) {
+	if loc.Grouped() {
+		d := Decoder{r: r}
+		out, err := d.Decode(loc, sealed)
+		if err != nil {
+			return nil, err
+		}
+		return append(dst[:0], out...), nil
+	}
+	return r.decodeSingle(loc, sealed, dst)
+}
+
+func (r *Repository) decodeSingle(loc index.Location, sealed []byte, dst []byte) ([]byte, error) {
 	if int(loc.RawLen) > maxRawBlob {
 		return nil, fmt.Errorf("%w: blob %v claims %d bytes", ErrDamaged, loc.ID.Short(), loc.RawLen)
 	}
-	var out []byte
-	if loc.Flags&pack.FlagZstd != 0 {
-		body, err := r.key.Open(nil, sealed)
-		if err != nil {
-			return nil, fmt.Errorf("%w: blob %v in pack %v: %v", ErrDamaged, loc.ID.Short(), loc.PackID.Short(), err)
-		}
-		out, err = r.comp.decompress(dst, body, int(loc.RawLen))
-		if err != nil {
-			return nil, fmt.Errorf("%w: blob %v in pack %v: %v", ErrDamaged, loc.ID.Short(), loc.PackID.Short(), err)
-		}
-	} else {
-		var err error
-		out, err = r.key.Open(dst[:0], sealed)
-		if err != nil {
-			return nil, fmt.Errorf("%w: blob %v in pack %v: %v", ErrDamaged, loc.ID.Short(), loc.PackID.Short(), err)
-		}
+	out, err := r.open(loc, sealed, dst, int(loc.RawLen))
+	if err != nil {
+		return nil, err
 	}
 	if len(out) != int(loc.RawLen) || r.key.Hash(out) != loc.ID {
+		return nil, fmt.Errorf("%w: blob %v in pack %v does not match its ID", ErrDamaged, loc.ID.Short(), loc.PackID.Short())
+	}
+	return out, nil
+}
+
+// open authenticates and decompresses sealed bytes; rawLen is as for
+// decompress.
+func (r *Repository) open(loc index.Location, sealed []byte, dst []byte, rawLen int) ([]byte, error) {
+	if loc.Flags&pack.FlagZstd == 0 {
+		out, err := r.key.Open(dst[:0], sealed)
+		if err != nil {
+			return nil, fmt.Errorf("%w: blob %v in pack %v: %v", ErrDamaged, loc.ID.Short(), loc.PackID.Short(), err)
+		}
+		return out, nil
+	}
+	body, err := r.key.Open(nil, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: blob %v in pack %v: %v", ErrDamaged, loc.ID.Short(), loc.PackID.Short(), err)
+	}
+	out, err := r.comp.decompress(dst, body, rawLen)
+	if err != nil {
+		return nil, fmt.Errorf("%w: blob %v in pack %v: %v", ErrDamaged, loc.ID.Short(), loc.PackID.Short(), err)
+	}
+	return out, nil
+}
+
+// A Decoder opens blobs read from packs, like DecodeBlob, and keeps the last
+// group it opened: the members of a group decoded one after another cost
+// one decryption and decompression. It is not safe for concurrent use.
+type Decoder struct {
+	r      *Repository
+	single []byte // the last ungrouped blob
+	group  []byte // the last group's plaintext
+	pack   crypto.ID
+	offset uint32
+	valid  bool
+}
+
+// NewDecoder returns a Decoder for the repository's blobs.
+func (r *Repository) NewDecoder() *Decoder { return &Decoder{r: r} }
+
+// Decode returns the verified plaintext of the blob at loc, read as sealed
+// (for a group member, the group's sealed bytes). The result is valid until
+// the next call.
+func (d *Decoder) Decode(loc index.Location, sealed []byte) ([]byte, error) {
+	if !loc.Grouped() {
+		out, err := d.r.decodeSingle(loc, sealed, d.single)
+		if err == nil {
+			d.single = out
+		}
+		return out, err
+	}
+	if !d.valid || d.pack != loc.PackID || d.offset != loc.Offset {
+		d.valid = false
+		out, err := d.r.open(loc, sealed, d.group, -maxGroup)
+		if err != nil {
+			return nil, err
+		}
+		d.group, d.pack, d.offset, d.valid = out, loc.PackID, loc.Offset, true
+	}
+	end := uint64(loc.Inner) + uint64(loc.RawLen)
+	if end > uint64(len(d.group)) {
+		return nil, fmt.Errorf("%w: blob %v runs past its group in pack %v", ErrDamaged, loc.ID.Short(), loc.PackID.Short())
+	}
+	out := d.group[loc.Inner:end]
+	if d.r.key.Hash(out) != loc.ID {
 		return nil, fmt.Errorf("%w: blob %v in pack %v does not match its ID", ErrDamaged, loc.ID.Short(), loc.PackID.Short())
 	}
 	return out, nil

@@ -83,12 +83,13 @@ func newCompressor(mode Compression) (*compressor, error) {
 
 // compress returns the bytes to store and whether they are compressed. Data
 // that does not shrink by at least 1/32 is stored as it is, which makes
-// already compressed files cost nothing to restore.
-func (c *compressor) compress(dst, src []byte) ([]byte, bool) {
+// already compressed files cost nothing to restore. With probe, a large
+// input is sampled first.
+func (c *compressor) compress(dst, src []byte, probe bool) ([]byte, bool) {
 	if c.mode == CompressOff || len(src) < 64 {
 		return src, false
 	}
-	if len(src) >= 4*sampleSize {
+	if probe && len(src) >= 4*sampleSize {
 		mid := len(src) / 2
 		probe := c.sample.EncodeAll(src[mid:mid+sampleSize], dst[:0])
 		if len(probe) >= sampleSize-sampleSize/32 {
@@ -102,16 +103,37 @@ func (c *compressor) compress(dst, src []byte) ([]byte, bool) {
 	return out, true
 }
 
+// decompress decompresses src, which must hold exactly rawLen bytes, or,
+// with rawLen < 0, at most -rawLen bytes.
 func (c *compressor) decompress(dst, src []byte, rawLen int) ([]byte, error) {
 	if cap(dst) < rawLen {
 		dst = make([]byte, 0, rawLen)
+	}
+	if rawLen < 0 {
+		// A group's size is only bounded; the frame header says its size.
+		if n, err := frameSize(src); err != nil || n > uint64(-rawLen) {
+			return nil, fmt.Errorf("group of %d bytes is over the limit of %d (%v)", n, -rawLen, err)
+		}
 	}
 	out, err := c.dec.DecodeAll(src, dst[:0])
 	if err != nil {
 		return nil, err
 	}
-	if len(out) != rawLen {
+	if rawLen >= 0 && len(out) != rawLen || rawLen < 0 && len(out) > -rawLen {
 		return nil, fmt.Errorf("decompressed %d bytes, want %d", len(out), rawLen)
 	}
 	return out, nil
+}
+
+// frameSize reads the content size a zstd frame header declares; RunUp's
+// encoder always writes it.
+func frameSize(src []byte) (uint64, error) {
+	var h zstd.Header
+	if err := h.Decode(src); err != nil {
+		return 0, err
+	}
+	if !h.HasFCS {
+		return 0, fmt.Errorf("frame does not declare its size")
+	}
+	return h.FrameContentSize, nil
 }

@@ -22,8 +22,19 @@ import (
 	"github.com/runup/runup/internal/index"
 )
 
-// FormatVersion is the repository format this code reads and writes.
-const FormatVersion = 1
+// FormatVersion is the repository format new repositories get. Version 2
+// adds groups of small blobs; this code reads versions 1 and 2 and writes
+// groups only into version 2 repositories, so older programs never meet
+// data they cannot read.
+const FormatVersion = 2
+
+const minFormatVersion = 1
+
+func formatError(v int) error {
+	return fmt.Errorf("%w %d (this RunUp reads versions %d to %d): upgrade RunUp", ErrUnsupportedFormat, v, minFormatVersion, FormatVersion)
+}
+
+func formatSupported(v int) bool { return v >= minFormatVersion && v <= FormatVersion }
 
 // Errors callers test with errors.Is.
 var (
@@ -176,16 +187,16 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 		var probe struct {
 			Format int `json:"format"`
 		}
-		if json.Unmarshal(b, &probe) == nil && probe.Format != FormatVersion && probe.Format != 0 {
-			return nil, fmt.Errorf("%w %d (this RunUp reads version %d): upgrade RunUp", ErrUnsupportedFormat, probe.Format, FormatVersion)
+		if json.Unmarshal(b, &probe) == nil && !formatSupported(probe.Format) && probe.Format != 0 {
+			return nil, formatError(probe.Format)
 		}
 		kf, err := crypto.ParseKeyFile(b)
 		if err != nil {
 			lastErr = fmt.Errorf("%w: key file %s: %v", ErrDamaged, fi.Name, err)
 			continue
 		}
-		if kf.Format != FormatVersion {
-			return nil, fmt.Errorf("%w %d (this RunUp reads version %d): upgrade RunUp", ErrUnsupportedFormat, kf.Format, FormatVersion)
+		if !formatSupported(kf.Format) {
+			return nil, formatError(kf.Format)
 		}
 		if kf.KDF != "none" && !asked {
 			asked = true
@@ -218,8 +229,8 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 		if err := json.Unmarshal(plain, &cfg); err != nil {
 			return nil, fmt.Errorf("%w: config: %v", ErrDamaged, err)
 		}
-		if cfg.Version != FormatVersion {
-			return nil, fmt.Errorf("%w %d (this RunUp reads version %d): upgrade RunUp", ErrUnsupportedFormat, cfg.Version, FormatVersion)
+		if !formatSupported(cfg.Version) {
+			return nil, formatError(cfg.Version)
 		}
 		if cfg.ChunkMin != chunkMin || cfg.ChunkAvg != chunkAvg || cfg.ChunkMax != chunkMax || cfg.PackSize <= 0 || cfg.PackSize > 1<<30 {
 			return nil, fmt.Errorf("%w: config has chunk sizes %d/%d/%d and pack size %d", ErrUnsupportedFormat,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/backend/local"
 	"github.com/runup/runup/internal/crypto"
+	"github.com/runup/runup/internal/index"
 	"github.com/runup/runup/internal/pack"
 )
 
@@ -88,7 +90,7 @@ func TestBlobsSurviveReopen(t *testing.T) {
 			}
 			ids, datas = append(ids, id), append(datas, d)
 		}
-		if err := r.Flush(ctx); err != nil {
+		if _, err := r.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
 		r2, err := Open(ctx, be, func() ([]byte, error) { return pw, nil }, Options{})
@@ -118,7 +120,7 @@ func TestAdoptPacksWithoutIndex(t *testing.T) {
 	if _, err := r.SaveBlob(ctx, pack.Data, id, d); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Flush(ctx); err != nil {
+	if _, err := r.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Lose every index file, as a crash before the index write would.
@@ -216,5 +218,89 @@ func TestSaveReplacesDamagedCopy(t *testing.T) {
 	}
 	if got, _ := backend.LoadAll(ctx, be, h); !bytes.Equal(got, good) {
 		t.Fatal("the damaged copy is still there")
+	}
+}
+
+// Small data blobs are stored in groups; each reads back alone, through
+// a Decoder in pack order, and after the index is rebuilt from pack
+// headers. A format 1 repository gets no groups.
+func TestGroups(t *testing.T) {
+	ctx := context.Background()
+	for _, version := range []int{FormatVersion, 1} {
+		be, r := newRepo(t, []byte("pw"))
+		r.cfg.Version = version
+		var ids []crypto.ID
+		var datas [][]byte
+		for i := range 300 {
+			d := bytes.Repeat([]byte(fmt.Sprintf("file %d of some source tree\n", i%50)), 1+i*i%5000)
+			if i%7 == 0 {
+				d = d[:1]
+			}
+			id := r.Key().Hash(d)
+			if _, err := r.SaveBlob(ctx, pack.Data, id, d); err != nil {
+				t.Fatal(err)
+			}
+			ids, datas = append(ids, id), append(datas, d)
+		}
+		if _, err := r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		grouped, small := 0, 0
+		r.Index().Each(func(loc index.Location) {
+			if loc.Grouped() {
+				grouped++
+			}
+			if loc.RawLen < groupMember {
+				small++
+			}
+		})
+		if version == 1 && grouped != 0 || version >= 2 && (grouped != small || small < 200) {
+			t.Fatalf("format %d: %d of %d small blobs grouped", version, grouped, small)
+		}
+		for _, rebuild := range []bool{false, true} {
+			r2, err := Open(ctx, be, func() ([]byte, error) { return []byte("pw"), nil }, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rebuild {
+				if _, _, err := r2.RebuildIndex(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := r2.LoadIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for i, id := range ids {
+				got, err := r2.LoadBlob(ctx, pack.Data, id, nil)
+				if err != nil || !bytes.Equal(got, datas[i]) {
+					t.Fatalf("format %d rebuild %v: blob %d: %v", version, rebuild, i, err)
+				}
+			}
+		}
+		// Pack by pack, in header order, as restore and check read them.
+		n := 0
+		_ = be.List(ctx, backend.Data, func(fi backend.FileInfo) error {
+			pid, _ := crypto.ParseID(fi.Name)
+			data, err := backend.LoadAll(ctx, be, backend.Handle{Type: backend.Data, Name: fi.Name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			blobs, err := pack.ReadHeader(r.Key(), int64(len(data)), data, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec := r.NewDecoder()
+			for _, b := range blobs {
+				got, err := dec.Decode(index.Location{PackID: pid, Blob: b}, data[b.Offset:b.Offset+b.Length])
+				if err != nil || r.Key().Hash(got) != b.ID {
+					t.Fatalf("decode %v: %v", b.ID.Short(), err)
+				}
+				n++
+			}
+			return nil
+		})
+		if n != r.Index().Len() {
+			t.Fatalf("packs hold %d blobs, the index %d", n, r.Index().Len())
+		}
 	}
 }

@@ -15,6 +15,7 @@
 package restorer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -500,9 +501,13 @@ const maxGap = 256 << 10
 const maxRead = 4 << 20
 
 func (rs *restorer) readPack(packID crypto.ID, blobs []*blobPlan) {
-	slices.SortFunc(blobs, func(a, b *blobPlan) int { return int(a.loc.Offset) - int(b.loc.Offset) })
+	// By offset, and a group's members by their place in it, so that each
+	// group is opened once.
+	slices.SortFunc(blobs, func(a, b *blobPlan) int {
+		return cmp.Or(cmp.Compare(a.loc.Offset, b.loc.Offset), cmp.Compare(a.loc.Inner, b.loc.Inner))
+	})
 	h := backend.Handle{Type: backend.Data, Name: packID.String()}
-	var buf []byte
+	dec := rs.r.NewDecoder()
 	for start := 0; start < len(blobs); {
 		end := start + 1
 		for end < len(blobs) && int64(blobs[end].loc.Offset)-int64(blobs[end-1].loc.Offset+blobs[end-1].loc.Length) <= maxGap &&
@@ -517,10 +522,7 @@ func (rs *restorer) readPack(packID crypto.ID, blobs []*blobPlan) {
 			err := loadErr
 			if err == nil {
 				rel := bp.loc.Offset - first.Offset
-				plain, err = rs.r.DecodeBlob(bp.loc, data[rel:rel+bp.loc.Length], buf[:0])
-				if err == nil {
-					buf = plain
-				}
+				plain, err = dec.Decode(bp.loc, data[rel:rel+bp.loc.Length])
 			}
 			rs.deliver(bp, plain, err)
 			if rs.ctx.Err() != nil {

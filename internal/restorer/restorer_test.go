@@ -112,7 +112,7 @@ func TestHostileRepository(t *testing.T) {
 	rt := &tree.Tree{Nodes: root}
 	rt.Sort()
 	rootID := save(t, r, pack.Tree, rawTree(rt.Nodes))
-	if err := r.Flush(ctx); err != nil {
+	if _, err := r.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 
@@ -200,7 +200,7 @@ func BenchmarkRestoreSmallFiles(b *testing.B) {
 			Content: []crypto.ID{save(b, r, pack.Data, content)}})
 	}
 	root := save(b, r, pack.Tree, rawTree(nodes))
-	if err := r.Flush(ctx); err != nil {
+	if _, err := r.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
