@@ -45,7 +45,7 @@ given paths as project "default" (or --project NAME).`,
 	f.StringSliceVar(&o.tags, "tag", nil, "label the job (repeatable)")
 	f.StringVar(&o.host, "host", "", "host name recorded in the job (default: this machine's)")
 	f.StringVar(&o.project, "project", "default", "project name for paths given without a runup.yaml")
-	f.StringVar(&o.compression, "compression", "", "off, fastest, auto or max (overrides runup.yaml)")
+	f.StringVar(&o.compression, "compression", "", "off, auto (= fastest), better or max (overrides runup.yaml)")
 	f.StringVar(&o.when, "time", "", "record this time for the job instead of now (RFC 3339; for imports and tests)")
 	return c
 }

