@@ -403,14 +403,14 @@ func (r *Repository) DecodeBlob(loc index.Location, sealed []byte, dst []byte) (
 		}
 		return append(dst[:0], out...), nil
 	}
-	return r.decodeSingle(loc, sealed, dst)
+	return r.decodeSingle(loc, sealed, dst, nil)
 }
 
-func (r *Repository) decodeSingle(loc index.Location, sealed []byte, dst []byte) ([]byte, error) {
+func (r *Repository) decodeSingle(loc index.Location, sealed, dst []byte, scratch *[]byte) ([]byte, error) {
 	if int(loc.RawLen) > maxRawBlob {
 		return nil, fmt.Errorf("%w: blob %v claims %d bytes", ErrDamaged, loc.ID.Short(), loc.RawLen)
 	}
-	out, err := r.open(loc, sealed, dst, int(loc.RawLen))
+	out, err := r.open(loc, sealed, dst, int(loc.RawLen), scratch)
 	if err != nil {
 		return nil, err
 	}
@@ -421,8 +421,8 @@ func (r *Repository) decodeSingle(loc index.Location, sealed []byte, dst []byte)
 }
 
 // open authenticates and decompresses sealed bytes; rawLen is as for
-// decompress.
-func (r *Repository) open(loc index.Location, sealed []byte, dst []byte, rawLen int) ([]byte, error) {
+// decompress. scratch, if not nil, holds the compressed bytes between.
+func (r *Repository) open(loc index.Location, sealed, dst []byte, rawLen int, scratch *[]byte) ([]byte, error) {
 	if loc.Flags&pack.FlagZstd == 0 {
 		out, err := r.key.Open(dst[:0], sealed)
 		if err != nil {
@@ -430,9 +430,16 @@ func (r *Repository) open(loc index.Location, sealed []byte, dst []byte, rawLen 
 		}
 		return out, nil
 	}
-	body, err := r.key.Open(nil, sealed)
+	var buf []byte
+	if scratch != nil {
+		buf = (*scratch)[:0]
+	}
+	body, err := r.key.Open(buf, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: blob %v in pack %v: %v", ErrDamaged, loc.ID.Short(), loc.PackID.Short(), err)
+	}
+	if scratch != nil {
+		*scratch = body
 	}
 	out, err := r.comp.decompress(dst, body, rawLen)
 	if err != nil {
@@ -447,6 +454,7 @@ func (r *Repository) open(loc index.Location, sealed []byte, dst []byte, rawLen 
 type Decoder struct {
 	r      *Repository
 	single []byte // the last ungrouped blob
+	body   []byte // compressed bytes, between opening and decompressing
 	group  []byte // the last group's plaintext
 	pack   crypto.ID
 	offset uint32
@@ -461,7 +469,7 @@ func (r *Repository) NewDecoder() *Decoder { return &Decoder{r: r} }
 // the next call.
 func (d *Decoder) Decode(loc index.Location, sealed []byte) ([]byte, error) {
 	if !loc.Grouped() {
-		out, err := d.r.decodeSingle(loc, sealed, d.single)
+		out, err := d.r.decodeSingle(loc, sealed, d.single, &d.body)
 		if err == nil {
 			d.single = out
 		}
@@ -469,7 +477,7 @@ func (d *Decoder) Decode(loc index.Location, sealed []byte) ([]byte, error) {
 	}
 	if !d.valid || d.pack != loc.PackID || d.offset != loc.Offset {
 		d.valid = false
-		out, err := d.r.open(loc, sealed, d.group, -maxGroup)
+		out, err := d.r.open(loc, sealed, d.group, -maxGroup, &d.body)
 		if err != nil {
 			return nil, err
 		}

@@ -28,7 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
+	"unsafe"
 
 	"github.com/bmatcuk/doublestar/v4"
 	"golang.org/x/sys/unix"
@@ -83,26 +83,31 @@ type fileState struct {
 	created   bool
 	remaining int // blobs still to write, under restorer.mu
 	failed    bool
+	metaDone  bool // set with the content, through the descriptor
 }
 
 // open creates and pre-sizes the file on first use: chunks land at their
-// offsets in any order, and chunks of zeros are never written (holes).
-func (st *fileState) open() (*os.File, error) {
+// offsets in any order, and chunks of zeros are never written (holes). A
+// file of one chunk that is written whole needs no pre-sizing. Raw
+// descriptors: an os.File would register each with the poller.
+func (st *fileState) open(whole bool) (int, error) {
 	st.openMu.Lock()
 	defer st.openMu.Unlock()
 	if st.created {
-		return os.OpenFile(st.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+		return unix.Open(st.path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}
-	f, err := os.OpenFile(st.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	fd, err := unix.Open(st.path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
-	if err := f.Truncate(st.size); err != nil {
-		f.Close()
-		return nil, err
+	if !whole {
+		if err := unix.Ftruncate(fd, st.size); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
 	}
 	st.created = true
-	return f, nil
+	return fd, nil
 }
 
 type target struct {
@@ -137,6 +142,7 @@ type restorer struct {
 	created  map[string]bool // directories this restore made or checked
 	fresh    map[string]bool // directories this restore made: empty before it
 	uid, gid int
+	reading  chan struct{} // closed when the batch being read is done
 
 	mu     sync.Mutex
 	errors atomic.Int64
@@ -164,10 +170,14 @@ func Restore(ctx context.Context, r *repo.Repository, job *repo.Job, o Options) 
 	if err != nil {
 		return Result{}, fmt.Errorf("job %d: %w", job.Number, err)
 	}
-	if err := rs.walk(root, o.Target, "", false); err != nil {
+	err = rs.walk(root, o.Target, "", false)
+	if err == nil {
+		rs.startBatch()
+	}
+	rs.waitBatch()
+	if err != nil {
 		return rs.res, err
 	}
-	rs.readPacks()
 	if err := ctx.Err(); err != nil {
 		return rs.res, err
 	}
@@ -265,9 +275,9 @@ func (rs *restorer) walk(t *tree.Tree, dir, rel string, underInclude bool) error
 		}
 		rs.entry(path, n)
 		if rs.planned >= batchFiles {
-			// Restore what is planned so far: memory stays bounded by
-			// the batch, not by the number of files in the job.
-			rs.readPacks()
+			// Restore what is planned so far while planning more: memory
+			// stays bounded by two batches, not by the job's size.
+			rs.startBatch()
 		}
 	}
 	return nil
@@ -402,12 +412,12 @@ func (rs *restorer) file(path string, n *tree.Node) {
 	fsState := &fileState{path: path, node: n, size: size, remaining: len(n.Content)}
 	rs.planned++
 	if len(n.Content) == 0 {
-		f, err := fsState.open()
+		fd, err := fsState.open(false)
 		if err != nil {
 			rs.fail(path, unwrapPath(err))
 			return
 		}
-		f.Close()
+		unix.Close(fd)
 		rs.setMeta(path, n)
 		return
 	}
@@ -451,43 +461,73 @@ func (rs *restorer) sameContent(path string, n *tree.Node, locs []index.Location
 }
 
 // batchFiles is how many files are planned before their content is
-// restored. A chunk shared by files of two batches is read twice; in
-// exchange a restore of millions of files needs the memory of one batch.
-const batchFiles = 1 << 16
+// restored. A chunk (or group) shared by files of two batches is read
+// twice; in exchange a restore of millions of files needs the memory of two
+// batches, and planning (a single goroutine walking trees) overlaps the
+// reading of the batch before.
+const batchFiles = 4096
 
-// readPacks reads every planned pack, a few at a time, and starts a new
-// batch.
-func (rs *restorer) readPacks() {
-	defer func() {
-		rs.plan = map[crypto.ID][]*blobPlan{}
-		rs.blobs = map[crypto.ID]*blobPlan{}
-		rs.planned = 0
+// startBatch waits for the batch being read, then reads the one just
+// planned in the background, and starts a new plan.
+func (rs *restorer) startBatch() {
+	rs.waitBatch()
+	plan := rs.plan
+	rs.plan = map[crypto.ID][]*blobPlan{}
+	rs.blobs = map[crypto.ID]*blobPlan{}
+	rs.planned = 0
+	if len(plan) == 0 {
+		return
+	}
+	done := make(chan struct{})
+	rs.reading = done
+	go func() {
+		defer close(done)
+		rs.readPacks(plan)
 	}()
-	packs := make([]crypto.ID, 0, len(rs.plan))
-	for id := range rs.plan {
+}
+
+// waitBatch waits for the batch being read, if any.
+func (rs *restorer) waitBatch() {
+	if rs.reading != nil {
+		<-rs.reading
+		rs.reading = nil
+	}
+}
+
+// readPacks reads every pack of a plan. The unit of work is a span: a run
+// of a pack's blobs read at once. Workers take spans, not packs, so that a
+// batch that touches a single pack still keeps every core busy.
+func (rs *restorer) readPacks(plan map[crypto.ID][]*blobPlan) {
+	packs := make([]crypto.ID, 0, len(plan))
+	for id := range plan {
 		packs = append(packs, id)
 	}
 	slices.SortFunc(packs, func(a, b crypto.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
+	var spans []span
+	for _, id := range packs {
+		spans = appendSpans(spans, id, plan[id])
+	}
 	workers := rs.o.Workers
 	if workers <= 0 {
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
-	work := make(chan crypto.ID)
+	work := make(chan span)
 	var wg sync.WaitGroup
-	for range min(workers, max(1, len(packs))) {
+	for range min(workers, max(1, len(spans))) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for id := range work {
-				rs.readPack(id, rs.plan[id])
+			dec := rs.r.NewDecoder()
+			for sp := range work {
+				rs.readSpan(dec, sp)
 			}
 		}()
 	}
-	for _, id := range packs {
+	for _, sp := range spans {
 		if rs.ctx.Err() != nil {
 			break
 		}
-		work <- id
+		work <- sp
 	}
 	close(work)
 	wg.Wait()
@@ -497,39 +537,51 @@ func (rs *restorer) readPacks() {
 // one read: cheaper than another request on every backend.
 const maxGap = 256 << 10
 
-// maxRead bounds one joined read, and so the memory of each worker.
-const maxRead = 4 << 20
+// maxRead bounds one joined read, and so the memory of each worker; it is
+// also the grain at which workers share a pack.
+const maxRead = 2 << 20
 
-func (rs *restorer) readPack(packID crypto.ID, blobs []*blobPlan) {
-	// By offset, and a group's members by their place in it, so that each
-	// group is opened once.
+// span is blobs of one pack read with one request.
+type span struct {
+	pack  crypto.ID
+	blobs []*blobPlan
+}
+
+// appendSpans cuts a pack's planned blobs into spans: in order of offset,
+// and a group's members by their place in it, so that each group is opened
+// once; joined across gaps of up to maxGap, up to maxRead bytes.
+func appendSpans(spans []span, id crypto.ID, blobs []*blobPlan) []span {
 	slices.SortFunc(blobs, func(a, b *blobPlan) int {
 		return cmp.Or(cmp.Compare(a.loc.Offset, b.loc.Offset), cmp.Compare(a.loc.Inner, b.loc.Inner))
 	})
-	h := backend.Handle{Type: backend.Data, Name: packID.String()}
-	dec := rs.r.NewDecoder()
 	for start := 0; start < len(blobs); {
 		end := start + 1
 		for end < len(blobs) && int64(blobs[end].loc.Offset)-int64(blobs[end-1].loc.Offset+blobs[end-1].loc.Length) <= maxGap &&
 			blobs[end].loc.Offset+blobs[end].loc.Length-blobs[start].loc.Offset <= maxRead {
 			end++
 		}
-		first, last := blobs[start].loc, blobs[end-1].loc
-		// A failed read fails every blob of the range, reported per file.
-		data, loadErr := rs.r.Backend().Load(rs.ctx, h, int64(first.Offset), int64(last.Offset+last.Length-first.Offset))
-		for _, bp := range blobs[start:end] {
-			var plain []byte
-			err := loadErr
-			if err == nil {
-				rel := bp.loc.Offset - first.Offset
-				plain, err = dec.Decode(bp.loc, data[rel:rel+bp.loc.Length])
-			}
-			rs.deliver(bp, plain, err)
-			if rs.ctx.Err() != nil {
-				return
-			}
-		}
+		spans = append(spans, span{pack: id, blobs: blobs[start:end]})
 		start = end
+	}
+	return spans
+}
+
+func (rs *restorer) readSpan(dec *repo.Decoder, sp span) {
+	h := backend.Handle{Type: backend.Data, Name: sp.pack.String()}
+	first, last := sp.blobs[0].loc, sp.blobs[len(sp.blobs)-1].loc
+	// A failed read fails every blob of the span, reported per file.
+	data, loadErr := rs.r.Backend().Load(rs.ctx, h, int64(first.Offset), int64(last.Offset+last.Length-first.Offset))
+	for _, bp := range sp.blobs {
+		var plain []byte
+		err := loadErr
+		if err == nil {
+			rel := bp.loc.Offset - first.Offset
+			plain, err = dec.Decode(bp.loc, data[rel:rel+bp.loc.Length])
+		}
+		rs.deliver(bp, plain, err)
+		if rs.ctx.Err() != nil {
+			return
+		}
 	}
 }
 
@@ -564,23 +616,39 @@ func (rs *restorer) deliver(bp *blobPlan, plain []byte, err error) {
 		st.remaining--
 		done := st.remaining == 0
 		rs.mu.Unlock()
-		if done {
+		if done && !st.metaDone {
 			rs.setMeta(st.path, st.node)
 		}
 	}
 }
 
+// write puts one chunk into its file. The file of a single chunk (most
+// files) gets its metadata through the same descriptor before it is
+// closed, which spares two path lookups.
 func (rs *restorer) write(st *fileState, plain []byte, off int64, zero bool) error {
-	f, err := st.open()
+	single := len(st.node.Content) == 1
+	fd, err := st.open(single && !zero)
 	if err != nil {
 		return unwrapPath(err)
 	}
 	if !zero {
-		if _, err = f.WriteAt(plain, off); err == nil {
+		for b := plain; len(b) > 0 && err == nil; {
+			var n int
+			n, err = unix.Pwrite(fd, b, off)
+			b, off = b[n:], off+int64(n)
+			if n == 0 && err == nil {
+				err = io.ErrShortWrite
+			}
+		}
+		if err == nil {
 			rs.o.Stats.BytesWritten.Add(int64(len(plain)))
 		}
 	}
-	if cerr := f.Close(); err == nil {
+	if err == nil && single {
+		rs.setMetaFD(fd, st.path, st.node)
+		st.metaDone = true
+	}
+	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
 	return err
@@ -607,6 +675,28 @@ func (rs *restorer) setMeta(path string, n *tree.Node) {
 	ts := []unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		rs.warn(path, fmt.Sprintf("times not restored: %v", err))
+	}
+}
+
+// setMetaFD is setMeta through an open descriptor of a regular file.
+func (rs *restorer) setMetaFD(fd int, path string, n *tree.Node) {
+	if rs.isRoot && (int(n.UID) != rs.uid || int(n.GID) != rs.gid) {
+		if err := unix.Fchown(fd, int(n.UID), int(n.GID)); err != nil {
+			rs.warn(path, fmt.Sprintf("owner not restored: %v", err))
+		}
+	}
+	if err := unix.Fchmod(fd, n.Mode&0o7777); err != nil {
+		rs.warn(path, fmt.Sprintf("mode not restored: %v", err))
+	}
+	for _, x := range n.XAttrs {
+		if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			rs.warn(path, fmt.Sprintf("extended attribute %s not restored: %v", x.Name, err))
+		}
+	}
+	// futimens: utimensat with no path sets the descriptor's file's times.
+	ts := [2]unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts)), 0, 0, 0); e != 0 {
+		rs.warn(path, fmt.Sprintf("times not restored: %v", e))
 	}
 }
 
