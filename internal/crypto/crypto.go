@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"sync"
 
 	"github.com/zeebo/blake3"
 )
@@ -67,6 +68,9 @@ type MasterKey struct {
 	aead   cipher.AEAD
 	hasher *blake3.Hasher // keyed with IDKey; cloned per use
 	tagger *blake3.Hasher // keyed with Seal, unencrypted mode
+	// Hashers reset to IDKey: a clone costs a 10 KiB allocation, which
+	// for small blobs cost more than the hashing.
+	hashers sync.Pool
 }
 
 // NewMasterKey returns fresh random key material.
@@ -104,10 +108,15 @@ func (k *MasterKey) Init() error {
 
 // Hash returns the content ID of data.
 func (k *MasterKey) Hash(data []byte) ID {
-	h := k.hasher.Clone()
+	h, _ := k.hashers.Get().(*blake3.Hasher)
+	if h == nil {
+		h = k.hasher.Clone()
+	}
 	_, _ = h.Write(data)
 	var id ID
 	h.Sum(id[:0])
+	h.Reset()
+	k.hashers.Put(h)
 	return id
 }
 

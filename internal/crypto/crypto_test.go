@@ -130,3 +130,18 @@ func BenchmarkSeal(b *testing.B) {
 		dst = k.Seal(dst[:0], data)
 	}
 }
+
+// Pooled hashers are reset to the key: a hash never depends on what was
+// hashed before.
+func TestHashReuse(t *testing.T) {
+	k, _ := NewMasterKey(false)
+	h := k.NewHash()
+	h.Write([]byte("second"))
+	want := h.Sum(nil)
+	for range 3 {
+		k.Hash(bytes.Repeat([]byte("first"), 5000))
+		if got := k.Hash([]byte("second")); !bytes.Equal(got[:], want) {
+			t.Fatalf("hash after reuse %x, want %x", got, want)
+		}
+	}
+}

@@ -133,16 +133,17 @@ type restorer struct {
 	ctx    context.Context
 	isRoot bool
 
-	plan     map[crypto.ID][]*blobPlan // by pack, for the current batch
-	blobs    map[crypto.ID]*blobPlan   // by blob, to share a read among targets
-	planned  int                       // files in the current batch
-	dirs     []dirMeta
-	links    [][2]string // hard links to make: existing path, new path
-	inodes   map[[2]uint64]string
-	created  map[string]bool // directories this restore made or checked
-	fresh    map[string]bool // directories this restore made: empty before it
-	uid, gid int
-	reading  chan struct{} // closed when the batch being read is done
+	plan      map[crypto.ID][]*blobPlan // by pack, for the current batch
+	blobs     map[crypto.ID]*blobPlan   // by blob, to share a read among targets
+	planned   int                       // files in the current batch
+	dirs      []dirMeta
+	links     [][2]string // hard links to make: existing path, new path
+	inodes    map[[2]uint64]string
+	created   map[string]bool // directories this restore made or checked
+	fresh     map[string]bool // directories this restore made: empty before it
+	uid, gid  int
+	reading   chan struct{} // closed when the batch being read is done
+	batchSize int           // files planned before they are read
 
 	mu     sync.Mutex
 	errors atomic.Int64
@@ -161,7 +162,7 @@ func Restore(ctx context.Context, r *repo.Repository, job *repo.Job, o Options) 
 	}
 	rs := &restorer{r: r, o: o, ctx: ctx, isRoot: os.Geteuid() == 0, plan: map[crypto.ID][]*blobPlan{},
 		blobs: map[crypto.ID]*blobPlan{}, inodes: map[[2]uint64]string{}, created: map[string]bool{},
-		fresh: map[string]bool{}, uid: os.Geteuid(), gid: os.Getegid()}
+		fresh: map[string]bool{}, uid: os.Geteuid(), gid: os.Getegid(), batchSize: firstBatchFiles}
 	if err := os.MkdirAll(o.Target, 0o755); err != nil {
 		return Result{}, fmt.Errorf("restore location: %w", err)
 	}
@@ -274,7 +275,7 @@ func (rs *restorer) walk(t *tree.Tree, dir, rel string, underInclude bool) error
 			continue
 		}
 		rs.entry(path, n)
-		if rs.planned >= batchFiles {
+		if rs.planned >= rs.batchSize {
 			// Restore what is planned so far while planning more: memory
 			// stays bounded by two batches, not by the job's size.
 			rs.startBatch()
@@ -464,8 +465,12 @@ func (rs *restorer) sameContent(path string, n *tree.Node, locs []index.Location
 // restored. A chunk (or group) shared by files of two batches is read
 // twice; in exchange a restore of millions of files needs the memory of two
 // batches, and planning (a single goroutine walking trees) overlaps the
-// reading of the batch before.
-const batchFiles = 4096
+// reading of the batch before. The first batches are smaller, so that
+// reading starts early.
+const (
+	batchFiles      = 4096
+	firstBatchFiles = 256
+)
 
 // startBatch waits for the batch being read, then reads the one just
 // planned in the background, and starts a new plan.
@@ -475,6 +480,7 @@ func (rs *restorer) startBatch() {
 	rs.plan = map[crypto.ID][]*blobPlan{}
 	rs.blobs = map[crypto.ID]*blobPlan{}
 	rs.planned = 0
+	rs.batchSize = min(2*rs.batchSize, batchFiles)
 	if len(plan) == 0 {
 		return
 	}
