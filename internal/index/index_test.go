@@ -103,6 +103,7 @@ func TestFileRoundTrip(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add(Encode([]PackBlobs{{Blobs: []pack.Blob{{Length: 3}}}}))
+	f.Add(Encode([]PackBlobs{{Blobs: []pack.Blob{{Flags: pack.FlagGrouped, Length: 30, RawLen: 5}, {Flags: pack.FlagGrouped, Length: 30, RawLen: 7, Inner: 5}}}}))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		packs, err := Decode(b)

@@ -88,6 +88,10 @@ func FuzzReadHeader(f *testing.F) {
 	data, _, _ := makePack(f, key, 3)
 	f.Add(data)
 	f.Add([]byte{1, 2, 3, 4, 5})
+	w := NewWriter(nil)
+	w.AddGroup(FlagZstd, []Member{{RawLen: 3}, {RawLen: 4}}, func(dst []byte) []byte { return key.Seal(dst, []byte("abcdefg")) })
+	grouped, _, _, _ := w.Finish(key)
+	f.Add(grouped)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		blobs, err := ReadHeader(key, int64(len(data)), data, loader(data))
 		if err != nil {
