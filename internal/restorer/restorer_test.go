@@ -210,3 +210,67 @@ func BenchmarkRestoreSmallFiles(b *testing.B) {
 		}
 	}
 }
+
+// Many directories, files of one and of two chunks
+// (one of them a hole), over several batches: every file gets its content,
+// mode and time, and no descriptor is left open.
+func TestManyDirectories(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t)
+	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
+	var dirs []tree.Node
+	for d := range 600 {
+		var files []tree.Node
+		for i := range 3 {
+			a := []byte(fmt.Sprintf("dir %d file %d\n", d, i))
+			content := []crypto.ID{save(t, r, pack.Data, a)}
+			size := len(a)
+			if i == 2 { // two chunks, the second all zeros
+				z := make([]byte, 100)
+				content = append(content, save(t, r, pack.Data, z))
+				size += len(z)
+			}
+			files = append(files, tree.Node{Name: fmt.Sprintf("f%d", i), Type: tree.File, Mode: 0o640 + uint32(i),
+				Size: uint64(size), MTime: int64(d*1000+i) * 1e9, Content: content})
+		}
+		b, err := tree.Encode(&tree.Tree{Nodes: files})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, tree.Node{Name: fmt.Sprintf("d%04d", d), Type: tree.Dir, Mode: 0o755, Subtree: save(t, r, pack.Tree, b)})
+	}
+	b, err := tree.Encode(&tree.Tree{Nodes: dirs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := save(t, r, pack.Tree, b)
+	if _, err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := fds()
+	target := t.TempDir()
+	res, err := Restore(ctx, r, &repo.Job{Number: 1, Tree: root}, Options{Target: target})
+	if err != nil || res.Errors != 0 || res.Files != 3*len(dirs) {
+		t.Fatalf("restore: %v %+v", err, res)
+	}
+	if after := fds(); after != before {
+		t.Fatalf("%d descriptors open before the restore, %d after", before, after)
+	}
+	for d := range dirs {
+		for i := range 3 {
+			p := filepath.Join(target, fmt.Sprintf("d%04d/f%d", d, i))
+			got, err := os.ReadFile(p)
+			want := fmt.Sprintf("dir %d file %d\n", d, i)
+			if i == 2 {
+				want += string(make([]byte, 100))
+			}
+			if err != nil || string(got) != want {
+				t.Fatalf("%s: %q %v", p, got, err)
+			}
+			fi, _ := os.Stat(p)
+			if fi.Mode().Perm() != os.FileMode(0o640+i) || fi.ModTime().Unix() != int64(d*1000+i) {
+				t.Fatalf("%s: mode %v time %v", p, fi.Mode(), fi.ModTime())
+			}
+		}
+	}
+}
