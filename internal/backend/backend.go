@@ -114,6 +114,14 @@ type Streamer interface {
 	Stream(ctx context.Context, t FileType) (Stream, error)
 }
 
+// LoaderInto is implemented by backends that can read a range into the
+// caller's buffer, so that a reader of many ranges (restore) reuses one
+// buffer instead of allocating each.
+type LoaderInto interface {
+	// LoadInto fills buf from offset; a range past the end is an error.
+	LoadInto(ctx context.Context, h Handle, offset int64, buf []byte) error
+}
+
 // LoadAll reads a whole file.
 func LoadAll(ctx context.Context, b Backend, h Handle) ([]byte, error) {
 	return b.Load(ctx, h, 0, 0)

@@ -461,6 +461,14 @@ type Decoder struct {
 	valid  bool
 }
 
+// reserve returns b, or a larger buffer when b cannot hold n bytes.
+func reserve(b []byte, n int) []byte {
+	if cap(b) >= n || n > maxRawBlob {
+		return b
+	}
+	return make([]byte, 0, max(n, 2*cap(b), 1<<20))
+}
+
 // NewDecoder returns a Decoder for the repository's blobs.
 func (r *Repository) NewDecoder() *Decoder { return &Decoder{r: r} }
 
@@ -468,7 +476,11 @@ func (r *Repository) NewDecoder() *Decoder { return &Decoder{r: r} }
 // (for a group member, the group's sealed bytes). The result is valid until
 // the next call.
 func (d *Decoder) Decode(loc index.Location, sealed []byte) ([]byte, error) {
+	// Buffers grow with headroom: blobs and groups come in many sizes, and
+	// a buffer sized to each would be allocated again for each larger one.
+	d.body = reserve(d.body, len(sealed))
 	if !loc.Grouped() {
+		d.single = reserve(d.single, int(loc.RawLen))
 		out, err := d.r.decodeSingle(loc, sealed, d.single, &d.body)
 		if err == nil {
 			d.single = out
@@ -477,6 +489,7 @@ func (d *Decoder) Decode(loc index.Location, sealed []byte) ([]byte, error) {
 	}
 	if !d.valid || d.pack != loc.PackID || d.offset != loc.Offset {
 		d.valid = false
+		d.group = reserve(d.group, groupSize+groupMember)
 		out, err := d.r.open(loc, sealed, d.group, -maxGroup, &d.body)
 		if err != nil {
 			return nil, err

@@ -143,6 +143,7 @@ type restorer struct {
 	fresh     map[string]bool // directories this restore made: empty before it
 	uid, gid  int
 	reading   chan struct{} // closed when the batch being read is done
+	readers   sync.Pool     // *reader
 	batchSize int           // files planned before they are read
 
 	mu     sync.Mutex
@@ -523,10 +524,15 @@ func (rs *restorer) readPacks(plan map[crypto.ID][]*blobPlan) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			dec := rs.r.NewDecoder()
-			for sp := range work {
-				rs.readSpan(dec, sp)
+			// Decoders and read buffers outlive a batch: batches are many.
+			w, _ := rs.readers.Get().(*reader)
+			if w == nil {
+				w = &reader{dec: rs.r.NewDecoder()}
 			}
+			for sp := range work {
+				w.buf = rs.readSpan(w.dec, sp, w.buf)
+			}
+			rs.readers.Put(w)
 		}()
 	}
 	for _, sp := range spans {
@@ -546,6 +552,12 @@ const maxGap = 256 << 10
 // maxRead bounds one joined read, and so the memory of each worker; it is
 // also the grain at which workers share a pack.
 const maxRead = 2 << 20
+
+// reader is what a content worker keeps between spans and batches.
+type reader struct {
+	dec *repo.Decoder
+	buf []byte
+}
 
 // span is blobs of one pack read with one request.
 type span struct {
@@ -572,11 +584,24 @@ func appendSpans(spans []span, id crypto.ID, blobs []*blobPlan) []span {
 	return spans
 }
 
-func (rs *restorer) readSpan(dec *repo.Decoder, sp span) {
+// readSpan reads, verifies and writes a span's blobs. buf is the worker's
+// read buffer, returned for the next span.
+func (rs *restorer) readSpan(dec *repo.Decoder, sp span, buf []byte) []byte {
 	h := backend.Handle{Type: backend.Data, Name: sp.pack.String()}
 	first, last := sp.blobs[0].loc, sp.blobs[len(sp.blobs)-1].loc
+	n := int64(last.Offset + last.Length - first.Offset)
 	// A failed read fails every blob of the span, reported per file.
-	data, loadErr := rs.r.Backend().Load(rs.ctx, h, int64(first.Offset), int64(last.Offset+last.Length-first.Offset))
+	var data []byte
+	var loadErr error
+	if li, ok := rs.r.Backend().(backend.LoaderInto); ok {
+		if int64(cap(buf)) < n {
+			buf = make([]byte, max(n, maxRead)) // spans are rarely larger
+		}
+		data = buf[:n]
+		loadErr = li.LoadInto(rs.ctx, h, int64(first.Offset), data)
+	} else {
+		data, loadErr = rs.r.Backend().Load(rs.ctx, h, int64(first.Offset), n)
+	}
 	for _, bp := range sp.blobs {
 		var plain []byte
 		err := loadErr
@@ -586,9 +611,10 @@ func (rs *restorer) readSpan(dec *repo.Decoder, sp span) {
 		}
 		rs.deliver(bp, plain, err)
 		if rs.ctx.Err() != nil {
-			return
+			return buf
 		}
 	}
+	return buf
 }
 
 func isZero(b []byte) bool {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 
@@ -51,6 +52,21 @@ func Run(t *testing.T, be backend.Backend) {
 		}
 		if _, err := be.Load(ctx, h, int64(len(data))-1, 10); err == nil {
 			t.Fatal("a range past the end gave no error")
+		}
+		if li, ok := be.(backend.LoaderInto); ok {
+			for _, r := range [][2]int64{{0, 1}, {5, 100}, {int64(len(data)) - 7, 7}} {
+				buf := make([]byte, r[1])
+				if err := li.LoadInto(ctx, h, r[0], buf); err != nil || !bytes.Equal(buf, data[r[0]:r[0]+r[1]]) {
+					t.Fatalf("load into, range %v: %v", r, err)
+				}
+			}
+			if err := li.LoadInto(ctx, h, int64(len(data))-1, make([]byte, 10)); err == nil {
+				t.Fatal("load into: a range past the end gave no error")
+			}
+			missing := backend.Handle{Type: backend.Data, Name: strings.Repeat("ab", 32)}
+			if err := li.LoadInto(ctx, missing, 0, make([]byte, 1)); !errors.Is(err, backend.ErrNotExist) {
+				t.Fatalf("load into a missing file: %v", err)
+			}
 		}
 		fi, err := be.Stat(ctx, h)
 		if err != nil || fi.Size != int64(len(data)) {

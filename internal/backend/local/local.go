@@ -184,6 +184,28 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int
 	return buf, nil
 }
 
+// LoadInto implements backend.LoaderInto.
+func (b *Backend) LoadInto(ctx context.Context, h backend.Handle, offset int64, buf []byte) error {
+	if err := validName(h); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f, err := os.Open(b.path(h))
+	if err != nil {
+		return fmt.Errorf("load %v: %w", h, err)
+	}
+	defer f.Close()
+	if n, err := f.ReadAt(buf, offset); err != nil {
+		if err == io.EOF {
+			return fmt.Errorf("load %v: read of %d bytes at %d beyond its size %d", h, len(buf), offset, offset+int64(n))
+		}
+		return fmt.Errorf("load %v: %w", h, err)
+	}
+	return nil
+}
+
 // Stat implements backend.Backend.
 func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
 	if err := validName(h); err != nil {
