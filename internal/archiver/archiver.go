@@ -99,6 +99,11 @@ type fileTask struct {
 type blobTask struct {
 	id  crypto.ID
 	buf *[]byte
+	// A chunk of a large file is hashed by the blob worker, which writes
+	// its ID to dst and calls done: one file's chunks are then hashed on
+	// every core while its file worker reads and chunks on.
+	dst  *crypto.ID
+	done *sync.WaitGroup
 }
 
 // dirTask is a directory waiting to be encoded once its files are done.
@@ -435,7 +440,10 @@ func (a *archiver) fileWorker() {
 }
 
 // lazyChunker allocates a worker's chunker window on its first large file
-// only: a tree of small files never needs the 8 MiB.
+// only: a tree of small files never needs it. The window is twice the
+// largest chunk: the chunker looks up to MaxSize ahead, and with a window of
+// only MaxSize it slid ~7 MiB down for every 1 MiB chunk (memmove was a
+// quarter of a large file's backup).
 type lazyChunker struct {
 	key []byte
 	c   *chunker.Chunker
@@ -443,7 +451,7 @@ type lazyChunker struct {
 
 func (l *lazyChunker) get() (*chunker.Chunker, error) {
 	if l.c == nil {
-		c, err := chunker.New(l.key, make([]byte, chunker.MaxSize))
+		c, err := chunker.New(l.key, make([]byte, 2*chunker.MaxSize))
 		if err != nil {
 			return nil, err
 		}
@@ -574,44 +582,76 @@ func (a *archiver) readSmall(f *os.File, size uint64) ([]crypto.ID, int64, error
 	return []crypto.ID{id}, int64(m), nil
 }
 
+// chunkStream cuts a large file into chunks and hands each, copied, to the
+// blob workers, which hash it and store it unless the repository has it.
 func (a *archiver) chunkStream(lc *lazyChunker, f io.Reader) ([]crypto.ID, int64, error) {
-	key := a.r.Key()
 	ch, err := lc.get()
 	if err != nil {
 		return nil, 0, err
 	}
 	ch.Reset(f)
-	var content []crypto.ID
+	var ids []*crypto.ID
 	var read int64
+	var wg sync.WaitGroup
+	defer wg.Wait() // no blob worker writes into ids after a return
 	for {
 		data, err := ch.Next()
 		if err == io.EOF {
-			return content, read, nil
+			break
 		}
 		if err != nil {
 			return nil, read, err
 		}
-		id := key.Hash(data)
-		content = append(content, id)
 		read += int64(len(data))
-		if !a.chunk(id, data, nil) {
+		buf, ok := a.getBuf()
+		if !ok {
+			return nil, read, context.Cause(a.ctx)
+		}
+		*buf = append(*buf, data...)
+		id := new(crypto.ID)
+		ids = append(ids, id)
+		wg.Add(1)
+		select {
+		case a.blobs <- blobTask{buf: buf, dst: id, done: &wg}:
+		case <-a.ctx.Done():
+			wg.Done()
+			a.putBuf(buf)
 			return nil, read, context.Cause(a.ctx)
 		}
 	}
+	wg.Wait()
+	if err := context.Cause(a.ctx); err != nil {
+		return nil, read, err
+	}
+	content := make([]crypto.ID, len(ids))
+	for i, id := range ids {
+		content[i] = *id
+	}
+	return content, read, nil
 }
 
 func (a *archiver) blobWorker() {
 	for t := range a.blobs {
 		if a.ctx.Err() == nil {
-			st, err := a.r.SaveBlob(a.ctx, pack.Data, t.id, *t.buf)
-			if err != nil {
-				a.fail(err)
-			} else if st.Added {
-				a.o.Stats.BytesAdded.Add(int64(st.Stored))
-				a.blobsAdded.Add(1)
+			id := t.id
+			if t.dst != nil {
+				id = a.r.Key().Hash(*t.buf)
+				*t.dst = id
+			}
+			if t.dst == nil || !a.r.Known(id) {
+				st, err := a.r.SaveBlob(a.ctx, pack.Data, id, *t.buf)
+				if err != nil {
+					a.fail(err)
+				} else if st.Added {
+					a.o.Stats.BytesAdded.Add(int64(st.Stored))
+					a.blobsAdded.Add(1)
+				}
 			}
 		}
 		a.putBuf(t.buf)
+		if t.done != nil {
+			t.done.Done()
+		}
 	}
 }
 
