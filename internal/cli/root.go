@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -157,19 +158,25 @@ func (g *globals) verbosef(format string, args ...any) {
 	}
 }
 
-// reporter prints problems from the journeys as they happen.
+// reporter prints problems from the journeys as they happen. Workers call
+// it concurrently.
 type reporter struct {
 	g        *globals
+	mu       sync.Mutex
 	errors   int
 	warnings int
 }
 
 func (r *reporter) Error(path string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.errors++
 	fmt.Fprintf(r.g.stderr, "\r\x1b[Kerror: %s: %v\n", path, err)
 }
 
 func (r *reporter) Warning(path string, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.warnings++
 	if !r.g.quiet {
 		fmt.Fprintf(r.g.stderr, "\r\x1b[Kwarning: %s: %s\n", path, msg)

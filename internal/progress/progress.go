@@ -12,7 +12,8 @@ import (
 )
 
 // Reporter receives what a journey (backup, restore) has to say about
-// single entries; the journeys never print.
+// single entries; the journeys never print. Its methods are called from
+// several goroutines at once.
 type Reporter interface {
 	// Error: an entry could not be handled; the result is incomplete.
 	Error(path string, err error)

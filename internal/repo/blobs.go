@@ -461,12 +461,14 @@ type Decoder struct {
 	valid  bool
 }
 
-// reserve returns b, or a larger buffer when b cannot hold n bytes.
+// reserve returns b, or a larger buffer when b cannot hold n bytes: at
+// least 1 MiB, and doubling up to 16 MiB (beyond the largest chunk), so
+// that a huge tree blob costs only its own size.
 func reserve(b []byte, n int) []byte {
 	if cap(b) >= n || n > maxRawBlob {
 		return b
 	}
-	return make([]byte, 0, max(n, 2*cap(b), 1<<20))
+	return make([]byte, 0, max(n, min(2*cap(b), 16<<20), 1<<20))
 }
 
 // NewDecoder returns a Decoder for the repository's blobs.

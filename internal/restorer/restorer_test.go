@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/runup/runup/internal/backend/local"
@@ -16,9 +17,16 @@ import (
 	"github.com/runup/runup/internal/tree"
 )
 
-type collect struct{ errs []string }
+type collect struct {
+	mu   sync.Mutex
+	errs []string
+}
 
-func (c *collect) Error(path string, err error)    { c.errs = append(c.errs, path+": "+err.Error()) }
+func (c *collect) Error(path string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.errs = append(c.errs, path+": "+err.Error())
+}
 func (c *collect) Warning(path string, msg string) {}
 
 func newRepo(t testing.TB) *repo.Repository {
