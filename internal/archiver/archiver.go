@@ -479,20 +479,12 @@ func (a *archiver) putBuf(b *[]byte) {
 	<-a.blobSlots
 }
 
-// chunk queues one chunk unless the repository already has it.
-func (a *archiver) chunk(id crypto.ID, data []byte, buf *[]byte) bool {
+// chunk queues a small file's chunk, read into buf, unless the repository
+// already has it.
+func (a *archiver) chunk(id crypto.ID, buf *[]byte) bool {
 	if a.r.Known(id) {
-		if buf != nil {
-			a.putBuf(buf)
-		}
+		a.putBuf(buf)
 		return true
-	}
-	if buf == nil {
-		var ok bool
-		if buf, ok = a.getBuf(); !ok {
-			return false
-		}
-		*buf = append(*buf, data...)
 	}
 	select {
 	case a.blobs <- blobTask{id: id, buf: buf}:
@@ -576,7 +568,7 @@ func (a *archiver) readSmall(f *os.File, size uint64) ([]crypto.ID, int64, error
 	}
 	*buf = b[:m]
 	id := a.r.Key().Hash(*buf)
-	if !a.chunk(id, nil, buf) {
+	if !a.chunk(id, buf) {
 		return nil, 0, context.Cause(a.ctx)
 	}
 	return []crypto.ID{id}, int64(m), nil
