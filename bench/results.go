@@ -117,26 +117,41 @@ func ratio(a, b time.Duration) string {
 	return fmt.Sprintf("%.2f×", a.Seconds()/b.Seconds())
 }
 
-func (r *results) write(path, label string) error {
-	var b strings.Builder
-	tools := []string{}
+// tools lists the tools measured, in table order.
+func (r *results) tools() []string {
+	var tools []string
 	for _, t := range []string{"runup", "restic", "borg"} {
 		if r.samples[t] != nil {
 			tools = append(tools, t)
 		}
 	}
+	return tools
+}
+
+// tableHeader writes a results table's two header lines: the measure, a
+// column per tool, then the ratio columns.
+func tableHeader(b *strings.Builder, tools []string, ratios ...string) {
+	b.WriteString("| measure |")
+	for _, t := range tools {
+		fmt.Fprintf(b, " %s |", t)
+	}
+	for _, r := range ratios {
+		fmt.Fprintf(b, " %s |", r)
+	}
+	b.WriteString("\n|---|")
+	for range len(tools) + len(ratios) {
+		b.WriteString("---:|")
+	}
+	b.WriteString("\n")
+}
+
+func (r *results) write(path, label string) error {
+	var b strings.Builder
+	tools := r.tools()
 	fmt.Fprintf(&b, "Measured %s on %d cores; %d runs per tool, medians. Source: %s (%.0f MiB), then %s.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), r.runs, filepath.Base(r.versions[0]),
 		float64(r.bytes)/(1<<20), strings.Join(baseNames(r.versions[1:]), ", "))
-	b.WriteString("| measure |")
-	for _, t := range tools {
-		fmt.Fprintf(&b, " %s |", t)
-	}
-	b.WriteString(" runup ÷ restic | runup ÷ borg | runup ÷ faster peer |\n|---|")
-	for range tools {
-		b.WriteString("---:|")
-	}
-	b.WriteString("---:|---:|---:|\n")
+	tableHeader(&b, tools, "runup ÷ restic", "runup ÷ borg", "runup ÷ faster peer")
 	for _, c := range r.cases {
 		fmt.Fprintf(&b, "| %s |", c)
 		med := map[string]sample{}

@@ -137,21 +137,9 @@ func flipBytes(path string, n int) {
 
 func (r *results) writeSynthetic(path, label, note string) error {
 	var b strings.Builder
-	tools := []string{}
-	for _, t := range []string{"runup", "restic", "borg"} {
-		if r.samples[t] != nil {
-			tools = append(tools, t)
-		}
-	}
-	fmt.Fprintf(&b, "Measured %s; %d runs per tool, medians. %s\n\n| measure |", time.Now().UTC().Format("2006-01-02 15:04 MST"), r.runs, note)
-	for _, t := range tools {
-		fmt.Fprintf(&b, " %s |", t)
-	}
-	b.WriteString(" runup ÷ faster peer |\n|---|")
-	for range tools {
-		b.WriteString("---:|")
-	}
-	b.WriteString("---:|\n")
+	tools := r.tools()
+	fmt.Fprintf(&b, "Measured %s; %d runs per tool, medians. %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), r.runs, note)
+	tableHeader(&b, tools, "runup ÷ faster peer")
 	for _, c := range r.cases {
 		fmt.Fprintf(&b, "| %s |", c)
 		med := map[string]sample{}
