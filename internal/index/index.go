@@ -133,8 +133,13 @@ func (x *Index) Lookup(id crypto.ID) (Location, bool) {
 	if !ok {
 		return Location{}, false
 	}
+	return x.location(e), true
+}
+
+// location resolves an entry's pack number; the caller holds the lock.
+func (x *Index) location(e Entry) Location {
 	return Location{PackID: x.packs[e.Pack], Blob: pack.Blob{Type: e.Type, Flags: e.Flags, ID: e.ID,
-		Offset: e.Offset, Length: e.Length, RawLen: e.RawLen, Inner: e.Inner}}, true
+		Offset: e.Offset, Length: e.Length, RawLen: e.RawLen, Inner: e.Inner}}
 }
 
 // HasPack reports whether any blob of the pack was added.
@@ -166,14 +171,10 @@ func (x *Index) Len() int {
 func (x *Index) Each(fn func(Location)) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	visit := func(e Entry) {
-		fn(Location{PackID: x.packs[e.Pack], Blob: pack.Blob{Type: e.Type, Flags: e.Flags, ID: e.ID,
-			Offset: e.Offset, Length: e.Length, RawLen: e.RawLen, Inner: e.Inner}})
-	}
 	for _, e := range x.sorted {
-		visit(e)
+		fn(x.location(e))
 	}
 	for _, e := range x.pending {
-		visit(e)
+		fn(x.location(e))
 	}
 }
