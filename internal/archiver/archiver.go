@@ -630,14 +630,13 @@ func (a *archiver) blobWorker() {
 				id = a.r.Key().Hash(*t.buf)
 				*t.dst = id
 			}
-			if t.dst == nil || !a.r.Known(id) {
-				st, err := a.r.SaveBlob(a.ctx, pack.Data, id, *t.buf)
-				if err != nil {
-					a.fail(err)
-				} else if st.Added {
-					a.o.Stats.BytesAdded.Add(int64(st.Stored))
-					a.blobsAdded.Add(1)
-				}
+			// SaveBlob skips a chunk the repository has or is storing.
+			st, err := a.r.SaveBlob(a.ctx, pack.Data, id, *t.buf)
+			if err != nil {
+				a.fail(err)
+			} else if st.Added {
+				a.o.Stats.BytesAdded.Add(int64(st.Stored))
+				a.blobsAdded.Add(1)
 			}
 		}
 		a.putBuf(t.buf)
