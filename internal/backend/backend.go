@@ -127,6 +127,25 @@ func LoadAll(ctx context.Context, b Backend, h Handle) ([]byte, error) {
 	return b.Load(ctx, h, 0, 0)
 }
 
+// ErrTooLarge is returned by LoadAtMost for a file beyond its bound.
+var ErrTooLarge = errors.New("file is larger than any RunUp writes")
+
+// LoadAtMost reads a whole file of at most limit bytes. The storage is not
+// trusted: a file it makes huge costs a stat, not the memory to hold it.
+func LoadAtMost(ctx context.Context, b Backend, h Handle, limit int64) ([]byte, error) {
+	fi, err := b.Stat(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size > limit {
+		return nil, fmt.Errorf("%v is %d bytes: %w (at most %d)", h, fi.Size, ErrTooLarge, limit)
+	}
+	if fi.Size == 0 {
+		return []byte{}, nil
+	}
+	return b.Load(ctx, h, 0, fi.Size)
+}
+
 // CheckRange validates a Load request against a file size.
 func CheckRange(h Handle, size, offset, length int64) error {
 	if offset < 0 || length < 0 || offset > size || (length > 0 && offset+length > size) {

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/runup/runup/internal/repo"
@@ -25,11 +27,14 @@ use it only when no other RunUp process uses the repository.`,
 				return err
 			}
 			defer r.Close()
-			n, err := r.RemoveLocks(cmd.Context(), all)
+			n, unreadable, err := r.RemoveLocks(cmd.Context(), all)
 			if err != nil {
 				return err
 			}
 			g.printf("Removed %d lock(s).\n", n)
+			if unreadable > 0 {
+				return withCode(ExitDamaged, fmt.Errorf("%d lock file(s) cannot be verified (damaged or forged) and count as held: if no other RunUp process uses the repository, remove them with 'runup unlock --remove-all'", unreadable))
+			}
 			return nil
 		},
 	}

@@ -145,3 +145,30 @@ func TestHashReuse(t *testing.T) {
 		}
 	}
 }
+
+// A key file can demand no more than init ever chose: the costs of a key
+// file written by someone without the password are bounded.
+func TestKDFBounds(t *testing.T) {
+	for _, tc := range []struct {
+		p  KDFParams
+		ok bool
+	}{
+		{DefaultKDF, true},
+		{KDFParams{Time: 3, Memory: 64 << 10, Threads: 2}, true}, // the first default
+		{KDFParams{Time: 1, Memory: 8, Threads: 1}, true},
+		{KDFParams{Time: 16, Memory: 32 << 10, Threads: 2}, false},
+		{KDFParams{Time: 1, Memory: 1 << 20, Threads: 2}, false},
+		{KDFParams{Time: 1, Memory: 32 << 10, Threads: 255}, false},
+		{KDFParams{Time: 0, Memory: 32 << 10, Threads: 2}, false},
+		{KDFParams{Time: 1, Memory: 4, Threads: 2}, false},
+	} {
+		err := tc.p.Check()
+		if (err == nil) != tc.ok {
+			t.Errorf("%+v: %v", tc.p, err)
+		}
+		k, _ := NewMasterKey(true)
+		if _, err := WrapKey(k, []byte("pw"), tc.p, 1); (err == nil) != tc.ok {
+			t.Errorf("WrapKey %+v: %v", tc.p, err)
+		}
+	}
+}

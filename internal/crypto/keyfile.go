@@ -19,15 +19,21 @@ type KDFParams struct {
 	Threads uint8  `json:"threads"`
 }
 
-// Limits on KDF costs: a tampered key file must not exhaust memory or time.
+// Limits on KDF costs: no more than any RunUp's init ever chose (64 MiB and
+// 3 passes before, 32 MiB and 4 passes now, 2 lanes), so that a key file
+// written by someone who can only write the storage costs at most what a
+// real one does: about a quarter of a second and 64 MiB.
 const (
-	maxKDFMemory = 1 << 20 // KiB: 1 GiB
-	maxKDFTime   = 16
+	MaxKDFMemory  = 64 << 10 // KiB
+	MaxKDFTime    = 4
+	MaxKDFThreads = 4
 )
 
-func (p KDFParams) check() error {
-	if p.Time == 0 || p.Time > maxKDFTime || p.Memory < 8 || p.Memory > maxKDFMemory || p.Threads == 0 {
-		return fmt.Errorf("key file: KDF parameters out of range (%+v)", p)
+// Check reports costs outside what init could have chosen.
+func (p KDFParams) Check() error {
+	if p.Time == 0 || p.Time > MaxKDFTime || p.Memory < 8 || p.Memory > MaxKDFMemory || p.Threads == 0 || p.Threads > MaxKDFThreads {
+		return fmt.Errorf("key file: KDF costs out of range (time %d, memory %d KiB, threads %d; at most %d, %d KiB, %d)",
+			p.Time, p.Memory, p.Threads, MaxKDFTime, MaxKDFMemory, MaxKDFThreads)
 	}
 	return nil
 }
@@ -100,6 +106,9 @@ func WrapKey(k *MasterKey, password []byte, p KDFParams, format int) (*KeyFile, 
 		}
 		return &KeyFile{Format: format, KDF: "none", Data: plain}, nil
 	}
+	if err := p.Check(); err != nil {
+		return nil, err
+	}
 	salt := make([]byte, 16)
 	if _, err := rand.Read(salt); err != nil {
 		return nil, err
@@ -124,7 +133,7 @@ func ParseKeyFile(b []byte) (*KeyFile, error) {
 		if kf.Params == nil || len(kf.Salt) < 8 {
 			return nil, errors.New("key file: missing KDF parameters")
 		}
-		if err := kf.Params.check(); err != nil {
+		if err := kf.Params.Check(); err != nil {
 			return nil, err
 		}
 	default:
@@ -151,7 +160,7 @@ func (kf *KeyFile) Unwrap(password []byte) (*MasterKey, error) {
 			return nil, errors.New("key file: missing KDF parameters")
 		}
 		p := *kf.Params
-		if err := p.check(); err != nil {
+		if err := p.Check(); err != nil {
 			return nil, err
 		}
 		if password == nil {

@@ -177,7 +177,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 	}
 	for _, name := range pc.IndexFiles {
 		if !fresh[name] {
-			if err := r.Backend().Remove(ctx, backend.Handle{Type: backend.Index, Name: name}); err != nil {
+			if err := r.Remove(ctx, backend.Handle{Type: backend.Index, Name: name}); err != nil {
 				return nil, err
 			}
 		}
@@ -189,7 +189,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 		if r.Index().HasPack(pi.id) {
 			continue
 		}
-		if err := r.Backend().Remove(ctx, backend.Handle{Type: backend.Data, Name: pi.id.String()}); err != nil {
+		if err := r.Remove(ctx, backend.Handle{Type: backend.Data, Name: pi.id.String()}); err != nil {
 			return nil, err
 		}
 	}

@@ -288,7 +288,11 @@ func (p *packer) upload(ctx context.Context, op *openPack) error {
 		h := backend.Handle{Type: backend.Data, Name: id.String()}
 		var err error
 		if op.s != nil {
-			err = op.s.Commit(ctx, h)
+			if err = p.r.guard.check(); err == nil {
+				err = op.s.Commit(ctx, h)
+			} else {
+				_ = op.s.Abort()
+			}
 		} else {
 			sctx := ctx
 			if len(blobs) > 0 && blobs[0].Type == pack.Tree {

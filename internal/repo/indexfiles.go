@@ -200,7 +200,7 @@ func (r *Repository) RebuildIndex(ctx context.Context) (packs int, problems []er
 	}
 	for _, name := range old {
 		if !written[name] {
-			if err := r.be.Remove(ctx, backend.Handle{Type: backend.Index, Name: name}); err != nil {
+			if err := r.Remove(ctx, backend.Handle{Type: backend.Index, Name: name}); err != nil {
 				return packs, problems, err
 			}
 		}

@@ -145,12 +145,12 @@ func (r *Repository) ForgetJob(ctx context.Context, n int) error {
 		return err
 	}
 	if !jf.forgotten[n] {
-		if err := r.be.Save(ctx, backend.Handle{Type: backend.Jobs, Name: jobName(n) + ".forgotten"}, r.key.Seal(nil, []byte(jobName(n)))); err != nil && !errors.Is(err, backend.ErrExists) {
+		if err := r.save(ctx, backend.Handle{Type: backend.Jobs, Name: jobName(n) + ".forgotten"}, r.key.Seal(nil, []byte(jobName(n)))); err != nil && !errors.Is(err, backend.ErrExists) {
 			return fmt.Errorf("forget job %d: %w", n, err)
 		}
 	}
 	for _, name := range jf.all[n] {
-		if err := r.be.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: name}); err != nil {
+		if err := r.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: name}); err != nil {
 			return fmt.Errorf("forget job %d: %w", n, err)
 		}
 	}
@@ -174,14 +174,14 @@ func (r *Repository) UpdateJob(ctx context.Context, j *Job) error {
 		return err
 	}
 	name := fmt.Sprintf("%s.r%d", jobName(j.Number), cur.rev+1)
-	if err := r.be.Save(ctx, backend.Handle{Type: backend.Jobs, Name: name}, r.key.Seal(nil, plain)); err != nil {
+	if err := r.save(ctx, backend.Handle{Type: backend.Jobs, Name: name}, r.key.Seal(nil, plain)); err != nil {
 		if errors.Is(err, backend.ErrExists) {
 			return fmt.Errorf("job %d was changed by another process meanwhile; try again", j.Number)
 		}
 		return err
 	}
 	for _, old := range jf.all[j.Number] {
-		if err := r.be.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: old}); err != nil {
+		if err := r.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: old}); err != nil {
 			return err
 		}
 	}
@@ -282,7 +282,7 @@ func (r *Repository) SaveJob(ctx context.Context, j *Job) error {
 		if err != nil {
 			return err
 		}
-		err = r.be.Save(ctx, backend.Handle{Type: backend.Jobs, Name: jobName(next)}, r.key.Seal(nil, plain))
+		err = r.save(ctx, backend.Handle{Type: backend.Jobs, Name: jobName(next)}, r.key.Seal(nil, plain))
 		if err == nil {
 			return nil
 		}
@@ -303,7 +303,7 @@ func (r *Repository) CleanForgotten(ctx context.Context) error {
 	}
 	for n := range jf.forgotten {
 		for _, name := range jf.all[n] {
-			if err := r.be.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: name}); err != nil {
+			if err := r.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: name}); err != nil {
 				return err
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -16,15 +17,42 @@ import (
 	"github.com/runup/runup/internal/backend"
 )
 
-// Lock timing. A lock is refreshed (rewritten under a new name) well within
-// the stale age, so a live holder is never taken for dead.
+// Default lock timing. A lock is refreshed (rewritten under a new name) well
+// within the stale age, so a live holder is never taken for dead; a holder
+// that could not refresh for StaleAge-Refresh stops writing, so that nobody
+// can take it for dead while it still writes.
 const (
 	LockRefresh  = 5 * time.Minute
 	LockStaleAge = 30 * time.Minute
 )
 
-// ErrLocked is returned when a conflicting lock is held.
-var ErrLocked = errors.New("repository is locked")
+// LockTiming sets how often locks are refreshed and when one is stale. The
+// zero value means the defaults; tests shorten both.
+type LockTiming struct {
+	Refresh time.Duration
+	Stale   time.Duration
+}
+
+func (t LockTiming) orDefault() LockTiming {
+	if t.Stale <= 0 {
+		t.Stale = LockStaleAge
+	}
+	if t.Refresh <= 0 || t.Refresh >= t.Stale {
+		t.Refresh = t.Stale / 6
+	}
+	return t
+}
+
+// Errors of locking.
+var (
+	// ErrLocked is returned when a conflicting lock is held.
+	ErrLocked = errors.New("repository is locked")
+	// ErrLockLost stops a writer whose lock could have been taken for
+	// stale by another process (it could not refresh it in time, or its
+	// lock file was removed or replaced): what it writes now could depend
+	// on data a prune has removed.
+	ErrLockLost = errors.New("the repository lock was lost")
+)
 
 // LockInfo is the content of a lock file.
 type LockInfo struct {
@@ -48,9 +76,9 @@ func (l *LockInfo) String() string {
 }
 
 // Stale reports whether a lock's holder is gone: a process of this host that
-// no longer runs, or any holder that stopped refreshing.
-func (l *LockInfo) Stale(now time.Time) bool {
-	if now.Sub(l.Refreshed) > LockStaleAge {
+// no longer runs, or any holder that stopped refreshing for staleAge.
+func (l *LockInfo) Stale(now time.Time, staleAge time.Duration) bool {
+	if now.Round(0).Sub(l.Refreshed.Round(0)) > staleAge {
 		return true
 	}
 	host, _ := os.Hostname()
@@ -64,11 +92,14 @@ func (l *LockInfo) Stale(now time.Time) bool {
 // Lock is a held lock; Unlock releases it.
 type Lock struct {
 	r      *Repository
+	timing LockTiming
+	onLost func(error)
 	mu     sync.Mutex
 	info   LockInfo
+	lost   error // latched: a lost lock never comes back
+	told   bool  // onLost was called
 	stop   chan struct{}
 	done   chan struct{}
-	failed error
 }
 
 // LockOptions tune Lock.
@@ -76,12 +107,19 @@ type LockOptions struct {
 	Exclusive bool
 	Command   string
 	Wait      time.Duration // keep trying this long before failing
+	// OnLost is called once, from another goroutine, when the lock is lost;
+	// a command cancels its work there.
+	OnLost func(error)
 }
+
+func (r *Repository) lockTiming() LockTiming { return r.opts.Lock.orDefault() }
 
 // Lock takes a shared or exclusive lock, waiting up to o.Wait for
 // conflicting holders. Protocol: write our lock file, then list the others;
 // on a conflict withdraw ours and retry. Two racing exclusive lockers both
-// withdraw and retry after random delays, so neither wins by mistake.
+// withdraw and retry after random delays, so neither wins by mistake. A
+// lock file that cannot be verified is held by someone unknown: it
+// conflicts, and is reported as damage.
 func (r *Repository) Lock(ctx context.Context, o LockOptions) (*Lock, error) {
 	host, _ := os.Hostname()
 	info := LockInfo{Exclusive: o.Exclusive, Host: host, PID: os.Getpid(), Command: o.Command, Created: time.Now().UTC()}
@@ -91,7 +129,7 @@ func (r *Repository) Lock(ctx context.Context, o LockOptions) (*Lock, error) {
 	deadline := time.Now().Add(o.Wait)
 	delay := 200 * time.Millisecond
 	for {
-		info.Refreshed = time.Now().UTC()
+		info.Refreshed = time.Now().UTC().Round(0)
 		name, err := r.writeLock(ctx, &info)
 		if err != nil {
 			return nil, err
@@ -103,7 +141,9 @@ func (r *Repository) Lock(ctx context.Context, o LockOptions) (*Lock, error) {
 			return nil, err
 		}
 		if holder == nil {
-			l := &Lock{r: r, info: info, stop: make(chan struct{}), done: make(chan struct{})}
+			l := &Lock{r: r, timing: r.lockTiming(), onLost: o.OnLost, info: info,
+				stop: make(chan struct{}), done: make(chan struct{})}
+			r.guard.add(l)
 			go l.refresher()
 			return l, nil
 		}
@@ -136,7 +176,32 @@ func (r *Repository) writeLock(ctx context.Context, info *LockInfo) (string, err
 	return name, nil
 }
 
-// Locks lists the lock files; unreadable ones are returned as problems.
+// maxLockFile bounds what a lock file may take to read.
+const maxLockFile = 64 << 10
+
+func (r *Repository) loadLock(ctx context.Context, name string) (*LockInfo, error) {
+	h := backend.Handle{Type: backend.Locks, Name: name}
+	sealed, err := backend.LoadAtMost(ctx, r.be, h, maxLockFile)
+	if err != nil {
+		if errors.Is(err, backend.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: %v", ErrDamaged, err)
+		}
+		return nil, err
+	}
+	plain, err := r.key.Open(nil, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v: %v", ErrDamaged, h, err)
+	}
+	var l LockInfo
+	if err := json.Unmarshal(plain, &l); err != nil {
+		return nil, fmt.Errorf("%w: %v: %v", ErrDamaged, h, err)
+	}
+	l.name = name
+	return &l, nil
+}
+
+// Locks lists the lock files; those that cannot be read and verified are
+// returned as problems (wrapping ErrDamaged for damaged or forged ones).
 func (r *Repository) Locks(ctx context.Context) ([]*LockInfo, []error, error) {
 	var names []string
 	if err := r.be.List(ctx, backend.Locks, func(fi backend.FileInfo) error {
@@ -150,35 +215,44 @@ func (r *Repository) Locks(ctx context.Context) ([]*LockInfo, []error, error) {
 		problems []error
 	)
 	for _, name := range names {
-		plain, err := r.loadSealed(ctx, backend.Handle{Type: backend.Locks, Name: name})
+		l, err := r.loadLock(ctx, name)
 		if errors.Is(err, backend.ErrNotExist) {
 			continue // released meanwhile
 		}
-		var l LockInfo
-		if err == nil {
-			err = json.Unmarshal(plain, &l)
-		}
 		if err != nil {
-			problems = append(problems, fmt.Errorf("lock %s: %w", name[:8], err))
+			if !errors.Is(err, ErrDamaged) {
+				return nil, nil, err
+			}
+			problems = append(problems, fmt.Errorf("lock %s: %w", name[:min(8, len(name))], err))
 			continue
 		}
-		l.name = name
-		locks = append(locks, &l)
+		locks = append(locks, l)
 	}
 	return locks, problems, nil
 }
 
+// ErrDamagedLock wraps ErrDamaged for a lock file that is taken as held
+// because it cannot be verified.
+func damagedLock(p error) error {
+	return fmt.Errorf("%w; a lock that cannot be verified counts as held: if no other RunUp process uses the repository, remove it with 'runup unlock --remove-all'", p)
+}
+
 func (r *Repository) conflict(ctx context.Context, mine *LockInfo) (*LockInfo, error) {
-	locks, _, err := r.Locks(ctx)
+	locks, problems, err := r.Locks(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if len(problems) > 0 {
+		// Whoever wrote it may be a prune that is deleting right now.
+		return nil, damagedLock(problems[0])
+	}
 	now := time.Now()
+	stale := r.lockTiming().Stale
 	for _, l := range locks {
 		if l.name == mine.name || !(mine.Exclusive || l.Exclusive) {
 			continue
 		}
-		if l.Stale(now) {
+		if l.Stale(now, stale) {
 			host, _ := os.Hostname()
 			if l.Host == host {
 				// A dead process of this host: safe to clear at once.
@@ -191,65 +265,101 @@ func (r *Repository) conflict(ctx context.Context, mine *LockInfo) (*LockInfo, e
 	return nil, nil
 }
 
-// RemoveLocks deletes stale locks, or all locks with all set, and returns
-// how many it removed.
-func (r *Repository) RemoveLocks(ctx context.Context, all bool) (int, error) {
+// RemoveLocks deletes stale locks, or all locks with all set (unreadable
+// ones too), and returns how many it removed. Without all, it says how many
+// unreadable lock files it left.
+func (r *Repository) RemoveLocks(ctx context.Context, all bool) (removed, unreadable int, err error) {
 	locks, problems, err := r.Locks(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	n := 0
 	now := time.Now()
+	stale := r.lockTiming().Stale
+	known := map[string]bool{}
 	for _, l := range locks {
-		if all || l.Stale(now) {
+		known[l.name] = true
+		if all || l.Stale(now, stale) {
 			if err := r.be.Remove(ctx, backend.Handle{Type: backend.Locks, Name: l.name}); err != nil {
-				return n, err
+				return removed, 0, err
 			}
-			n++
+			removed++
 		}
 	}
-	if all && len(problems) > 0 {
-		// Unreadable lock files are garbage too, once the user says all.
-		_ = r.be.List(ctx, backend.Locks, func(fi backend.FileInfo) error {
-			for _, l := range locks {
-				if l.name == fi.Name {
-					return nil
-				}
-			}
-			n++
-			return r.be.Remove(ctx, backend.Handle{Type: backend.Locks, Name: fi.Name})
-		})
+	if len(problems) == 0 {
+		return removed, 0, nil
 	}
-	return n, nil
+	if !all {
+		return removed, len(problems), nil
+	}
+	err = r.be.List(ctx, backend.Locks, func(fi backend.FileInfo) error {
+		if known[fi.Name] {
+			return nil
+		}
+		removed++
+		return r.be.Remove(ctx, backend.Handle{Type: backend.Locks, Name: fi.Name})
+	})
+	return removed, 0, err
 }
 
 func (l *Lock) refresher() {
 	defer close(l.done)
-	t := time.NewTicker(LockRefresh)
+	t := time.NewTimer(l.timing.Refresh)
 	defer t.Stop()
 	for {
 		select {
 		case <-l.stop:
 			return
 		case <-t.C:
-			if err := l.refresh(); err != nil {
-				l.mu.Lock()
-				l.failed = err
-				l.mu.Unlock()
-			}
 		}
+		next := l.timing.Refresh
+		if err := l.Valid(); err != nil {
+			l.markLost(err)
+			return
+		}
+		if err := l.refresh(); err != nil {
+			if errors.Is(err, ErrLockLost) {
+				l.markLost(err)
+				return
+			}
+			next = max(l.timing.Refresh/5, 10*time.Millisecond) // try again soon
+		}
+		t.Reset(next)
 	}
 }
 
-// refresh writes a new lock file before removing the old one, so the lock is
-// never absent.
+func (l *Lock) markLost(err error) {
+	l.mu.Lock()
+	if l.lost == nil {
+		l.lost = err
+	}
+	err, tell := l.lost, !l.told
+	l.told = true
+	l.mu.Unlock()
+	if tell && l.onLost != nil {
+		l.onLost(err)
+	}
+}
+
+// refresh checks that our lock file is still ours, then writes a new one
+// before removing it, so the lock is never absent.
 func (l *Lock) refresh() error {
 	ctx := context.Background()
 	l.mu.Lock()
 	info := l.info
 	l.mu.Unlock()
 	old := info.name
-	info.Refreshed = time.Now().UTC()
+	cur, err := l.r.loadLock(ctx, old)
+	switch {
+	case errors.Is(err, backend.ErrNotExist):
+		return fmt.Errorf("%w: its file locks/%s was removed by another process", ErrLockLost, old[:8])
+	case errors.Is(err, ErrDamaged):
+		return fmt.Errorf("%w: its file locks/%s was replaced", ErrLockLost, old[:8])
+	case err != nil:
+		return err
+	case cur.PID != info.PID || cur.Host != info.Host || !cur.Created.Equal(info.Created) || !cur.Refreshed.Equal(info.Refreshed):
+		return fmt.Errorf("%w: its file locks/%s was replaced", ErrLockLost, old[:8])
+	}
+	info.Refreshed = time.Now().UTC().Round(0)
 	name, err := l.r.writeLock(ctx, &info)
 	if err != nil {
 		return err
@@ -261,19 +371,81 @@ func (l *Lock) refresh() error {
 	return l.r.be.Remove(ctx, backend.Handle{Type: backend.Locks, Name: old})
 }
 
-// Err reports a failure to refresh the lock: a long operation should stop.
-func (l *Lock) Err() error {
+// Valid reports whether the lock still protects writes: nil, or an error
+// wrapping ErrLockLost once it was found lost, or once so much wall-clock
+// time has passed since its last refresh (a suspended laptop, a stopped
+// process, a long stall) that another process could soon take it for stale.
+func (l *Lock) Valid() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.failed
+	if l.lost != nil {
+		return l.lost
+	}
+	since := time.Now().Round(0).Sub(l.info.Refreshed)
+	if since > l.timing.Stale-l.timing.Refresh {
+		l.lost = fmt.Errorf("%w: not refreshed for %s (was the process suspended?); nothing more is written", ErrLockLost, since.Round(time.Second))
+		return l.lost
+	}
+	return nil
 }
+
+// Err reports why the lock was lost, or nil.
+func (l *Lock) Err() error { return l.Valid() }
 
 // Unlock releases the lock.
 func (l *Lock) Unlock() error {
 	close(l.stop)
 	<-l.done
+	l.r.guard.remove(l)
 	l.mu.Lock()
 	name := l.info.name
 	l.mu.Unlock()
 	return l.r.be.Remove(context.Background(), backend.Handle{Type: backend.Locks, Name: name})
+}
+
+// writeGuard holds the locks a repository's writes depend on: every write
+// checks them first, so a writer whose lock was lost writes nothing more.
+type writeGuard struct {
+	mu    sync.Mutex
+	locks []*Lock
+}
+
+func (g *writeGuard) add(l *Lock) {
+	g.mu.Lock()
+	g.locks = append(g.locks, l)
+	g.mu.Unlock()
+}
+
+func (g *writeGuard) remove(l *Lock) {
+	g.mu.Lock()
+	g.locks = slices.DeleteFunc(g.locks, func(x *Lock) bool { return x == l })
+	g.mu.Unlock()
+}
+
+func (g *writeGuard) check() error {
+	g.mu.Lock()
+	locks := slices.Clone(g.locks)
+	g.mu.Unlock()
+	for _, l := range locks {
+		if err := l.Valid(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// save writes a repository file once the locks allow it.
+func (r *Repository) save(ctx context.Context, h backend.Handle, data []byte) error {
+	if err := r.guard.check(); err != nil {
+		return err
+	}
+	return r.be.Save(ctx, h, data)
+}
+
+// Remove deletes a repository file once the locks allow it.
+func (r *Repository) Remove(ctx context.Context, h backend.Handle) error {
+	if err := r.guard.check(); err != nil {
+		return err
+	}
+	return r.be.Remove(ctx, h)
 }

@@ -6,6 +6,7 @@ package repo
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,8 +15,12 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/zeebo/blake3"
 
 	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/crypto"
@@ -23,10 +28,13 @@ import (
 )
 
 // FormatVersion is the repository format new repositories get. Version 2
-// adds groups of small blobs; this code reads versions 1 and 2 and writes
-// groups only into version 2 repositories, so older programs never meet
-// data they cannot read.
-const FormatVersion = 2
+// added groups of small blobs; version 3 makes a blob's type part of its
+// identity (a file's chunk and a directory's tree with the same content
+// are two blobs) and stores times exactly (docs/design.md). This code reads
+// versions 1 to 3 and writes into each only what its version allows, so
+// older programs never meet data they cannot read; 'runup migrate'
+// upgrades a repository in place.
+const FormatVersion = 3
 
 const minFormatVersion = 1
 
@@ -44,6 +52,10 @@ var (
 	ErrWrongPassword     = crypto.ErrWrongPassword
 	ErrUnsupportedFormat = errors.New("unsupported repository format version")
 	ErrDamaged           = errors.New("repository damaged")
+	// ErrNotEncrypted refuses a repository whose keys are in clear when the
+	// user gave a password: someone who can write the storage could have
+	// put a repository of their own in its place.
+	ErrNotEncrypted = errors.New("the repository is not encrypted, but a password is set")
 )
 
 // Config is the repository's sealed config file.
@@ -56,6 +68,10 @@ type Config struct {
 	ChunkMax  int       `json:"chunk_max"`
 	PackSize  int       `json:"pack_size"`
 	Encrypted bool      `json:"encrypted"`
+	// NoGroups turns off the compression of small files in groups, for
+	// repositories where someone who can plant files and watch pack sizes
+	// must not learn about neighbouring files (docs/design.md, threat model).
+	NoGroups bool `json:"no_groups,omitempty"`
 }
 
 // Options tune an open repository.
@@ -65,6 +81,16 @@ type Options struct {
 	// Uploads is how many packs are written at once; 0 means 2. Each costs
 	// a pack of memory; a local disk needs only 1.
 	Uploads int
+	// RequireEncryption refuses a repository that is not encrypted: set it
+	// whenever the user gave a password. Nothing but the config and the key
+	// files is read before the refusal.
+	RequireEncryption bool
+	// Lock sets lock refresh and stale times (zero: the defaults).
+	Lock LockTiming
+	// PreferKey names the key file to try first (the one that opened the
+	// repository last time), so that a repository with many key files
+	// costs one key derivation.
+	PreferKey string
 }
 
 // Repository is an open repository. Its methods are safe for concurrent use.
@@ -77,6 +103,7 @@ type Repository struct {
 	idx    *index.Index
 	comp   *compressor
 	packer *packer
+	guard  writeGuard
 
 	indexMu    sync.Mutex
 	indexFiles map[string]bool // names of loaded index files
@@ -90,15 +117,23 @@ type PasswordFunc func() ([]byte, error)
 type InitOptions struct {
 	Password []byte // nil makes an unencrypted repository
 	KDF      crypto.KDFParams
+	NoGroups bool // do not compress small files together (see Config)
 }
 
 // Init writes a new repository's key and config. It refuses a backend that
-// already holds a config.
+// already holds a config, or any repository file: a repository whose config
+// was lost is damaged, and a second key beside its old ones would make it
+// unusable.
 func Init(ctx context.Context, be backend.Backend, o InitOptions) error {
 	if _, err := be.Stat(ctx, backend.Handle{Type: backend.Config}); err == nil {
 		return fmt.Errorf("%s: %w", be.Location(), ErrAlreadyExists)
 	} else if !errors.Is(err, backend.ErrNotExist) {
 		return err
+	}
+	if t, err := firstFileType(ctx, be); err != nil {
+		return err
+	} else if t != "" {
+		return fmt.Errorf("%w: %s holds repository files (%s/) but no config: the config is missing; restore it from a copy of the repository, or choose an empty location", ErrDamaged, be.Location(), t)
 	}
 	key, err := crypto.NewMasterKey(o.Password != nil)
 	if err != nil {
@@ -107,13 +142,14 @@ func Init(ctx context.Context, be backend.Backend, o InitOptions) error {
 	if o.KDF == (crypto.KDFParams{}) {
 		o.KDF = crypto.DefaultKDF
 	}
-	if err := AddKey(ctx, be, key, o.Password, o.KDF); err != nil {
+	if _, err := AddKey(ctx, be, key, o.Password, o.KDF); err != nil {
 		return err
 	}
 	var rnd [16]byte
 	_, _ = rand.Read(rnd[:])
 	cfg := Config{Version: FormatVersion, ID: hex.EncodeToString(rnd[:]), Created: time.Now().UTC(),
-		ChunkMin: chunkMin, ChunkAvg: chunkAvg, ChunkMax: chunkMax, PackSize: packSize, Encrypted: key.Encrypted}
+		ChunkMin: chunkMin, ChunkAvg: chunkAvg, ChunkMax: chunkMax, PackSize: packSize, Encrypted: key.Encrypted,
+		NoGroups: o.NoGroups}
 	plain, err := json.Marshal(cfg)
 	if err != nil {
 		return err
@@ -122,11 +158,28 @@ func Init(ctx context.Context, be backend.Backend, o InitOptions) error {
 	return be.Save(ctx, backend.Handle{Type: backend.Config}, key.Seal(nil, plain))
 }
 
-// AddKey stores another key file for the master key (another password).
-func AddKey(ctx context.Context, be backend.Backend, key *crypto.MasterKey, password []byte, kdf crypto.KDFParams) error {
+// firstFileType returns the type of some repository file other than the
+// config, or "" when there is none.
+func firstFileType(ctx context.Context, be backend.Backend) (backend.FileType, error) {
+	errFound := errors.New("found")
+	for _, t := range []backend.FileType{backend.Keys, backend.Jobs, backend.Index, backend.Data} {
+		err := be.List(ctx, t, func(backend.FileInfo) error { return errFound })
+		if errors.Is(err, errFound) {
+			return t, nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return "", nil
+}
+
+// AddKey stores another key file for the master key (another password) and
+// returns its name.
+func AddKey(ctx context.Context, be backend.Backend, key *crypto.MasterKey, password []byte, kdf crypto.KDFParams) (string, error) {
 	kf, err := crypto.WrapKey(key, password, kdf, FormatVersion)
 	if err != nil {
-		return err
+		return "", err
 	}
 	kf.Host, _ = os.Hostname()
 	if u, err := user.Current(); err == nil {
@@ -135,124 +188,213 @@ func AddKey(ctx context.Context, be backend.Backend, key *crypto.MasterKey, pass
 	kf.Created = time.Now().UTC().Format(time.RFC3339)
 	b, err := json.Marshal(kf)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return be.Save(ctx, backend.Handle{Type: backend.Keys, Name: KeyFileName(b)}, b)
+	name := KeyFileName(b)
+	return name, be.Save(ctx, backend.Handle{Type: backend.Keys, Name: name}, b)
 }
 
 // KeyFileName is a key file's name: an unkeyed hash of its bytes, since it
-// is written before a master key is known.
+// is written before a master key is known. Checking a name against the
+// content tells a damaged key file from a wrong password.
 func KeyFileName(b []byte) string {
 	k := crypto.MasterKey{}
 	_ = k.Init()
 	return k.Hash(b).String()
 }
 
-// Open opens an existing repository, trying every key file with the
-// password that pw supplies.
+// Bounds on what opening costs, whatever the storage holds: key files are
+// small, and a password is tried on a bounded number of them (each costs a
+// key derivation, at most a quarter of a second and 64 MiB).
+const (
+	maxKeyFileSize = 64 << 10
+	maxKeyFiles    = 1000
+	maxKeyTries    = 8
+)
+
+// keyCandidate is a key file that parsed.
+type keyCandidate struct {
+	name string
+	kf   *crypto.KeyFile
+}
+
+// Open opens an existing repository, trying the key files with the password
+// that pw supplies. Everything read is treated as hostile: a key file whose
+// name is not the hash of its content is damaged (never a wrong password),
+// key derivation costs are bounded, and with o.RequireEncryption a
+// repository with keys in clear is refused before anything else is read.
 func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (*Repository, error) {
 	cfgSealed, err := backend.LoadAll(ctx, be, backend.Handle{Type: backend.Config})
 	if err != nil {
-		if errors.Is(err, backend.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %w", be.Location(), ErrNotFound)
+		if !errors.Is(err, backend.ErrNotExist) {
+			return nil, err
 		}
-		return nil, err
+		if t, lerr := firstFileType(ctx, be); lerr == nil && t != "" {
+			return nil, fmt.Errorf("%w: %s has repository files (%s/) but its config is missing: restore the config from a copy of the repository (do not run init there)", ErrDamaged, be.Location(), t)
+		}
+		return nil, fmt.Errorf("%s: %w", be.Location(), ErrNotFound)
 	}
-	var keyFiles []backend.FileInfo
+	if len(cfgSealed) > maxKeyFileSize {
+		return nil, fmt.Errorf("%w: config is %d bytes", ErrDamaged, len(cfgSealed))
+	}
+	var names []string
 	if err := be.List(ctx, backend.Keys, func(fi backend.FileInfo) error {
-		keyFiles = append(keyFiles, fi)
+		if len(names) >= maxKeyFiles {
+			return fmt.Errorf("%w: more than %d key files in %s/keys", ErrDamaged, maxKeyFiles, be.Location())
+		}
+		names = append(names, fi.Name)
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	if len(keyFiles) == 0 {
+	if len(names) == 0 {
 		return nil, fmt.Errorf("%w: no key files in %s/keys", ErrDamaged, be.Location())
 	}
+	// The key that opened the repository last time goes first.
+	slices.SortStableFunc(names, func(a, b string) int {
+		return cmp.Compare(boolInt(b == o.PreferKey), boolInt(a == o.PreferKey))
+	})
 	var (
-		password []byte
-		asked    bool
-		lastErr  error
+		clear, wrapped []keyCandidate
+		damaged        []string
 	)
-	for _, fi := range keyFiles {
-		if fi.Size > 1<<20 {
-			lastErr = fmt.Errorf("%w: key file %s is %d bytes", ErrDamaged, fi.Name, fi.Size)
-			continue
+	for _, name := range names {
+		b, err := backend.LoadAtMost(ctx, be, backend.Handle{Type: backend.Keys, Name: name}, maxKeyFileSize)
+		if errors.Is(err, backend.ErrNotExist) {
+			continue // removed meanwhile
 		}
-		h := backend.Handle{Type: backend.Keys, Name: fi.Name}
-		b, err := backend.LoadAll(ctx, be, h)
-		if err != nil {
-			lastErr = err
+		if err != nil && !errors.Is(err, backend.ErrTooLarge) {
+			return nil, err
+		}
+		if err != nil || KeyFileName(b) != name {
+			damaged = append(damaged, name)
 			continue
 		}
 		var probe struct {
 			Format int `json:"format"`
 		}
-		if json.Unmarshal(b, &probe) == nil && !formatSupported(probe.Format) && probe.Format != 0 {
+		if json.Unmarshal(b, &probe) == nil && probe.Format != 0 && !formatSupported(probe.Format) {
 			return nil, formatError(probe.Format)
 		}
 		kf, err := crypto.ParseKeyFile(b)
-		if err != nil {
-			lastErr = fmt.Errorf("%w: key file %s: %v", ErrDamaged, fi.Name, err)
+		if err != nil || !formatSupported(kf.Format) {
+			damaged = append(damaged, name)
 			continue
 		}
-		if !formatSupported(kf.Format) {
-			return nil, formatError(kf.Format)
+		if kf.KDF == "none" {
+			clear = append(clear, keyCandidate{name, kf})
+		} else {
+			wrapped = append(wrapped, keyCandidate{name, kf})
 		}
-		if kf.KDF != "none" && !asked {
-			asked = true
-			if pw != nil {
-				if password, err = pw(); err != nil {
-					return nil, err
-				}
-			}
-			if password == nil {
-				return nil, ErrNoPassword
-			}
-		}
-		key, err := kf.Unwrap(password)
-		if err != nil {
-			if errors.Is(err, crypto.ErrWrongPassword) {
-				if lastErr == nil {
-					lastErr = ErrWrongPassword
-				}
-				continue
-			}
-			lastErr = fmt.Errorf("%w: key file %s: %v", ErrDamaged, fi.Name, err)
-			continue
-		}
-		plain, err := key.Open(nil, cfgSealed)
-		if err != nil {
-			// The key opened, so the config itself is damaged or forged.
-			return nil, fmt.Errorf("%w: config: %v", ErrDamaged, err)
-		}
-		var cfg Config
-		if err := json.Unmarshal(plain, &cfg); err != nil {
-			return nil, fmt.Errorf("%w: config: %v", ErrDamaged, err)
-		}
-		if !formatSupported(cfg.Version) {
-			return nil, formatError(cfg.Version)
-		}
-		if cfg.ChunkMin != chunkMin || cfg.ChunkAvg != chunkAvg || cfg.ChunkMax != chunkMax || cfg.PackSize <= 0 || cfg.PackSize > 1<<30 {
-			return nil, fmt.Errorf("%w: config has chunk sizes %d/%d/%d and pack size %d", ErrUnsupportedFormat,
-				cfg.ChunkMin, cfg.ChunkAvg, cfg.ChunkMax, cfg.PackSize)
-		}
-		r := &Repository{be: be, key: key, cfg: cfg, keyID: fi.Name, opts: o, idx: index.New(),
-			indexFiles: map[string]bool{}}
-		if r.comp, err = newCompressor(o.Compression); err != nil {
-			return nil, err
-		}
-		uploads := o.Uploads
-		if uploads <= 0 {
-			uploads = 2
-		}
-		r.packer = newPacker(r, uploads)
-		r.hintCache()
-		return r, nil
 	}
-	if lastErr == nil {
-		lastErr = ErrWrongPassword
+	damage := func() error {
+		short := make([]string, len(damaged))
+		for i, n := range damaged {
+			short[i] = "keys/" + n[:min(len(n), 8)]
+		}
+		return fmt.Errorf("%w: key file %s does not match its name (damaged or altered); another password's key file, or a copy of the repository, is needed", ErrDamaged, strings.Join(short, ", "))
 	}
-	return nil, lastErr
+	if o.RequireEncryption {
+		if len(wrapped) == 0 {
+			if len(clear) > 0 {
+				return nil, fmt.Errorf("%s: %w: if it was made unencrypted on purpose, open it without a password; otherwise someone may have replaced it", be.Location(), ErrNotEncrypted)
+			}
+			return nil, damage()
+		}
+		clear = nil // a clear key beside wrapped ones is an intruder's
+	}
+	var key *crypto.MasterKey
+	var keyID string
+	switch {
+	case len(clear) > 0 && len(wrapped) == 0:
+		k, err := clear[0].kf.Unwrap(nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: key file %s: %v", ErrDamaged, clear[0].name[:8], err)
+		}
+		key, keyID = k, clear[0].name
+	case len(wrapped) > 0:
+		var password []byte
+		if pw != nil {
+			if password, err = pw(); err != nil {
+				return nil, err
+			}
+		}
+		if password == nil {
+			return nil, ErrNoPassword
+		}
+		for i, c := range wrapped {
+			if i == maxKeyTries {
+				break
+			}
+			k, err := c.kf.Unwrap(password)
+			if err == nil {
+				key, keyID = k, c.name
+				break
+			}
+			if !errors.Is(err, crypto.ErrWrongPassword) {
+				damaged = append(damaged, c.name)
+			}
+		}
+		if key == nil {
+			if len(damaged) > 0 && len(damaged) >= len(wrapped) {
+				return nil, damage()
+			}
+			return nil, ErrWrongPassword
+		}
+	default:
+		return nil, damage()
+	}
+	plain, err := key.Open(nil, cfgSealed)
+	if err != nil {
+		// The key opened, so the config itself is damaged or forged.
+		return nil, fmt.Errorf("%w: config: %v", ErrDamaged, err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(plain, &cfg); err != nil {
+		return nil, fmt.Errorf("%w: config: %v", ErrDamaged, err)
+	}
+	if !formatSupported(cfg.Version) {
+		return nil, formatError(cfg.Version)
+	}
+	if cfg.Encrypted != key.Encrypted {
+		return nil, fmt.Errorf("%w: config says encrypted=%v, its key says %v", ErrDamaged, cfg.Encrypted, key.Encrypted)
+	}
+	if cfg.ChunkMin != chunkMin || cfg.ChunkAvg != chunkAvg || cfg.ChunkMax != chunkMax || cfg.PackSize <= 0 || cfg.PackSize > 1<<30 {
+		return nil, fmt.Errorf("%w: config has chunk sizes %d/%d/%d and pack size %d", ErrUnsupportedFormat,
+			cfg.ChunkMin, cfg.ChunkAvg, cfg.ChunkMax, cfg.PackSize)
+	}
+	r := &Repository{be: be, key: key, cfg: cfg, keyID: keyID, opts: o, idx: index.New(),
+		indexFiles: map[string]bool{}}
+	if r.comp, err = newCompressor(o.Compression); err != nil {
+		return nil, err
+	}
+	uploads := o.Uploads
+	if uploads <= 0 {
+		uploads = 2
+	}
+	r.packer = newPacker(r, uploads)
+	r.hintCache()
+	return r, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// KeyID is the name of the key file that opened the repository.
+func (r *Repository) KeyID() string { return r.keyID }
+
+// Fingerprint identifies the master key without revealing it: a repository
+// substituted at a known location, even one with the same ID, has another.
+func (r *Repository) Fingerprint() string {
+	h := blake3.New()
+	_, _ = h.Write([]byte("runup master key fingerprint v1\x00"))
+	_, _ = h.Write(r.key.SealKey[:])
+	_, _ = h.Write(r.key.IDKey[:])
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // hintCache tells a caching backend, wherever it sits in the chain of
@@ -295,7 +437,7 @@ func (r *Repository) saveSealed(ctx context.Context, t backend.FileType, plain [
 // deterministically); if it does not, it is damaged and is replaced, so
 // that rewriting is a repair.
 func (r *Repository) saveOnce(ctx context.Context, h backend.Handle, data []byte) error {
-	err := r.be.Save(ctx, h, data)
+	err := r.save(ctx, h, data)
 	if !errors.Is(err, backend.ErrExists) {
 		return err
 	}
@@ -303,10 +445,10 @@ func (r *Repository) saveOnce(ctx context.Context, h backend.Handle, data []byte
 	if lerr == nil && bytes.Equal(old, data) {
 		return nil
 	}
-	if err := r.be.Remove(ctx, h); err != nil {
+	if err := r.Remove(ctx, h); err != nil {
 		return err
 	}
-	return r.be.Save(ctx, h, data)
+	return r.save(ctx, h, data)
 }
 
 func (r *Repository) loadSealed(ctx context.Context, h backend.Handle) ([]byte, error) {

@@ -56,7 +56,7 @@ func TestInitOpen(t *testing.T) {
 	}
 	// A second password opens the same repository.
 	r, _ := Open(ctx, be, func() ([]byte, error) { return []byte("pw"), nil }, Options{})
-	if err := AddKey(ctx, be, r.Key(), []byte("second"), fastKDF); err != nil {
+	if _, err := AddKey(ctx, be, r.Key(), []byte("second"), fastKDF); err != nil {
 		t.Fatal(err)
 	}
 	r2, err := Open(ctx, be, func() ([]byte, error) { return []byte("second"), nil }, Options{})
@@ -302,5 +302,151 @@ func TestGroups(t *testing.T) {
 		if n != r.Index().Len() {
 			t.Fatalf("packs hold %d blobs, the index %d", n, r.Index().Len())
 		}
+	}
+}
+
+// keyNames lists the key files of a backend.
+func keyNames(t *testing.T, be backend.Backend) []string {
+	t.Helper()
+	var names []string
+	if err := be.List(context.Background(), backend.Keys, func(fi backend.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func rewrite(t *testing.T, be backend.Backend, h backend.Handle, data []byte) {
+	t.Helper()
+	ctx := context.Background()
+	if err := be.Remove(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Save(ctx, h, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The storage is not trusted when opening: a damaged key file is damage
+// (never a wrong password), a repository with keys in clear is refused when
+// a password is set, costs are bounded, and a lost config is reported as
+// such.
+func TestOpenHostileKeys(t *testing.T) {
+	ctx := context.Background()
+	pw := func(p string) PasswordFunc { return func() ([]byte, error) { return []byte(p), nil } }
+	for _, tc := range []struct {
+		name    string
+		harm    func(t *testing.T, be backend.Backend, r *Repository)
+		pw      string
+		require bool
+		want    error // nil: opens
+		msg     string
+	}{
+		{name: "intact", pw: "pw", require: true},
+		{name: "wrong password", pw: "nope", want: ErrWrongPassword},
+		{name: "renamed key file", pw: "pw", want: ErrDamaged, msg: "does not match its name", harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			n := keyNames(t, be)[0]
+			b, _ := backend.LoadAll(ctx, be, backend.Handle{Type: backend.Keys, Name: n})
+			be.Remove(ctx, backend.Handle{Type: backend.Keys, Name: n})
+			be.Save(ctx, backend.Handle{Type: backend.Keys, Name: strings.Repeat("0", 64)}, b)
+		}},
+		{name: "altered key file", pw: "pw", want: ErrDamaged, msg: "keys/", harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			h := backend.Handle{Type: backend.Keys, Name: keyNames(t, be)[0]}
+			b, _ := backend.LoadAll(ctx, be, h)
+			b[len(b)-5] ^= 1
+			rewrite(t, be, h, b)
+		}},
+		{name: "damaged key beside an intact one, wrong password", pw: "nope", want: ErrWrongPassword, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			AddKey(ctx, be, r.Key(), []byte("second"), fastKDF)
+			be.Save(ctx, backend.Handle{Type: backend.Keys, Name: strings.Repeat("1", 64)}, []byte("{}"))
+		}},
+		{name: "damaged key beside an intact one", pw: "pw", harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			be.Save(ctx, backend.Handle{Type: backend.Keys, Name: strings.Repeat("1", 64)}, []byte("{}"))
+		}},
+		{name: "absurd costs", pw: "pw", want: ErrDamaged, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			h := backend.Handle{Type: backend.Keys, Name: keyNames(t, be)[0]}
+			b, _ := backend.LoadAll(ctx, be, h)
+			b = bytes.Replace(b, []byte(`"time":1`), []byte(`"time":16`), 1)
+			be.Remove(ctx, h)
+			be.Save(ctx, backend.Handle{Type: backend.Keys, Name: KeyFileName(b)}, b)
+		}},
+		{name: "substituted by an unencrypted repository", pw: "pw", require: true, want: ErrNotEncrypted, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			other, _ := newRepo(t, nil)
+			for _, n := range keyNames(t, be) {
+				be.Remove(ctx, backend.Handle{Type: backend.Keys, Name: n})
+			}
+			for _, n := range keyNames(t, other) {
+				b, _ := backend.LoadAll(ctx, other, backend.Handle{Type: backend.Keys, Name: n})
+				be.Save(ctx, backend.Handle{Type: backend.Keys, Name: n}, b)
+			}
+			cfg, _ := backend.LoadAll(ctx, other, backend.Handle{Type: backend.Config})
+			rewrite(t, be, backend.Handle{Type: backend.Config}, cfg)
+		}},
+		{name: "clear key planted beside the real ones", pw: "pw", require: true, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			k, _ := crypto.NewMasterKey(false)
+			AddKey(ctx, be, k, nil, fastKDF)
+		}},
+		{name: "config lost", pw: "pw", want: ErrDamaged, msg: "config is missing", harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			be.Remove(ctx, backend.Handle{Type: backend.Config})
+		}},
+		{name: "config forged", pw: "pw", want: ErrDamaged, msg: "config", harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			rewrite(t, be, backend.Handle{Type: backend.Config}, []byte("forged config bytes"))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be, r := newRepo(t, []byte("pw"))
+			if tc.harm != nil {
+				tc.harm(t, be, r)
+			}
+			got, err := Open(ctx, be, pw(tc.pw), Options{RequireEncryption: tc.require})
+			if tc.want == nil {
+				if err != nil || got.Config().ID != r.Config().ID {
+					t.Fatalf("open: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("open: %v, want %v (%q)", err, tc.want, tc.msg)
+			}
+		})
+	}
+	// An unencrypted repository opens without a password, and is refused
+	// when one is set.
+	be, _ := newRepo(t, nil)
+	if _, err := Open(ctx, be, nil, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, be, pw("pw"), Options{RequireEncryption: true}); !errors.Is(err, ErrNotEncrypted) {
+		t.Fatalf("unencrypted with a password: %v", err)
+	}
+	// Init refuses a location holding repository files without a config.
+	be.Remove(ctx, backend.Handle{Type: backend.Config})
+	if err := Init(ctx, be, InitOptions{}); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "config is missing") {
+		t.Fatalf("init over a repository without config: %v", err)
+	}
+}
+
+// A password is tried on a bounded number of key files, the one that
+// worked last time first.
+func TestKeyTriesBounded(t *testing.T) {
+	ctx := context.Background()
+	be, r := newRepo(t, []byte("pw"))
+	var last string
+	for i := range maxKeyTries + 2 {
+		var err error
+		if last, err = AddKey(ctx, be, r.Key(), []byte(fmt.Sprint("other", i)), fastKDF); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The last key added is the only one that opens with "other9"; it is
+	// found only when preferred, since it may sort after maxKeyTries others.
+	o, err := Open(ctx, be, func() ([]byte, error) { return []byte(fmt.Sprint("other", maxKeyTries+1)), nil }, Options{PreferKey: last})
+	if err != nil || o.KeyID() != last {
+		t.Fatalf("preferred key: %v", err)
+	}
+	if _, err := Open(ctx, be, func() ([]byte, error) { return []byte("none of them"), nil }, Options{}); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("wrong password: %v", err)
 	}
 }
