@@ -344,6 +344,9 @@ func (a *archiver) addEntry(dt *dirTask, abs string, fi fs.FileInfo, old *tree.N
 	}
 	dt.nodes = append(dt.nodes, nodeFromInfo(filepath.Base(abs), fi))
 	n := &dt.nodes[len(dt.nodes)-1]
+	if a.r.TreeVersion() == tree.Version1 && (!n.MTime.FitsNanos() || !n.CTime.FitsNanos()) {
+		a.warn(abs, "its time is outside 1678–2262, which this repository's format stores only approximately: run 'runup migrate' to store times exactly")
+	}
 	if x, err := readXattrs(abs); err != nil {
 		a.warn(abs, fmt.Sprintf("extended attributes unreadable: %v", err))
 	} else {

@@ -42,11 +42,11 @@ func nodeFromInfo(name string, fi fs.FileInfo) tree.Node {
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		n.UID, n.GID = st.Uid, st.Gid
-		n.MTime = st.Mtim.Sec*1e9 + st.Mtim.Nsec
-		n.CTime = st.Ctim.Sec*1e9 + st.Ctim.Nsec
+		n.MTime = tree.Time{Sec: int64(st.Mtim.Sec), Nsec: int32(st.Mtim.Nsec)}
+		n.CTime = tree.Time{Sec: int64(st.Ctim.Sec), Nsec: int32(st.Ctim.Nsec)}
 		n.Inode, n.Device, n.Links, n.Rdev = st.Ino, uint64(st.Dev), uint64(st.Nlink), uint64(st.Rdev)
 	} else {
-		n.MTime = fi.ModTime().UnixNano()
+		n.MTime = tree.TimeOf(fi.ModTime())
 	}
 	if n.Type == tree.File {
 		n.Size = uint64(fi.Size())

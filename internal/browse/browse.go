@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/runup/runup/internal/crypto"
 	"github.com/runup/runup/internal/pack"
@@ -251,7 +250,7 @@ func Dump(ctx context.Context, r *repo.Repository, n *tree.Node, name string, w 
 	base := strings.Trim(name, "/")
 	err := Walk(ctx, r, n.Subtree, base, func(p string, c *tree.Node) error {
 		h := &tar.Header{Name: p, Mode: int64(c.Mode & 0o7777), Uid: int(c.UID), Gid: int(c.GID),
-			ModTime: time.Unix(0, c.MTime)}
+			ModTime: c.MTime.Time()}
 		switch c.Type {
 		case tree.File:
 			h.Typeflag, h.Size = tar.TypeReg, int64(c.Size)

@@ -74,7 +74,7 @@ func newLs(g *globals) *cobra.Command {
 			}
 			var entries []lsEntry
 			show := func(p string, n *tree.Node) {
-				e := lsEntry{Path: p, Type: n.Type.String(), Mode: modeString(n), Size: n.Size, MTime: time.Unix(0, n.MTime), Target: n.Target}
+				e := lsEntry{Path: p, Type: n.Type.String(), Mode: modeString(n), Size: n.Size, MTime: n.MTime.Time(), Target: n.Target}
 				if g.json {
 					entries = append(entries, e)
 					return

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/runup/runup/internal/config"
+	"github.com/runup/runup/internal/known"
 	"github.com/runup/runup/internal/repo"
 )
 
@@ -18,6 +19,7 @@ const (
 	ExitLocked      = 11  // the repository lock could not be taken
 	ExitPassword    = 12  // wrong or missing password
 	ExitDamaged     = 13  // damaged or unsupported repository data
+	ExitIdentity    = 14  // not the repository this machine knows, or unencrypted while a password is set
 	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM)
 )
 
@@ -30,6 +32,8 @@ const exitCodesHelp = `Exit codes:
   11   the repository is locked by another process
   12   wrong or missing password
   13   damaged or unsupported repository data
+  14   not the repository this machine knows at that location (replaced?), or
+       not encrypted while a password is set: nothing was read or written
   130  interrupted`
 
 // exitError carries an exit code to Main.
@@ -63,7 +67,9 @@ func exitCode(err error) int {
 		return ExitInterrupted
 	case errors.As(err, &ce), errors.Is(err, config.ErrNotFound):
 		return ExitUsage
-	case errors.Is(err, repo.ErrLocked):
+	case errors.Is(err, known.ErrChanged), errors.Is(err, repo.ErrNotEncrypted):
+		return ExitIdentity
+	case errors.Is(err, repo.ErrLocked), errors.Is(err, repo.ErrLockLost):
 		return ExitLocked
 	case errors.Is(err, repo.ErrNotFound):
 		return ExitNoRepo

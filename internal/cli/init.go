@@ -14,7 +14,7 @@ import (
 )
 
 func newInit(g *globals) *cobra.Command {
-	var encrypt, noEncryption bool
+	var encrypt, noEncryption, noGroups bool
 	c := &cobra.Command{
 		Use:   "init",
 		Short: "Create the repository (default: .runup/ beside runup.yaml)",
@@ -66,12 +66,19 @@ is still verified by its hash.`,
 			if err := createLayout(cmd.Context(), be); err != nil {
 				return err
 			}
-			err = repo.Init(cmd.Context(), be, repo.InitOptions{Password: pw})
+			id, err := repo.Init(cmd.Context(), be, repo.InitOptions{Password: pw, NoGroups: noGroups})
 			if errors.Is(err, repo.ErrAlreadyExists) {
 				return fmt.Errorf("RunUp is already initialized in %s", e.repoLoc)
 			}
 			if err != nil {
 				return err
+			}
+			// The user made this repository here: remember it, replacing
+			// whatever was known of the location.
+			if store, _, _ := e.remembered(be.Location()); store != nil {
+				if err := store.Put(identityOf(be.Location(), id)); err != nil {
+					fmt.Fprintf(g.stderr, "warning: %v\n", err)
+				}
 			}
 			if pw == nil {
 				g.printf("RunUp initialized in %s (unencrypted: set RUNUP_PASSWORD or use 'init --encrypt' to encrypt).\n", e.repoLoc)
@@ -83,6 +90,7 @@ is still verified by its hash.`,
 	}
 	c.Flags().BoolVar(&encrypt, "encrypt", false, "ask for a password on the terminal and encrypt the repository")
 	c.Flags().BoolVar(&noEncryption, "no-encryption", false, "allow an unencrypted remote repository")
+	c.Flags().BoolVar(&noGroups, "no-groups", false, "do not compress small files together (see the threat model in docs/design.md)")
 	return c
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/runup/runup/internal/backend/s3"
 	"github.com/runup/runup/internal/backend/sftp"
 	"github.com/runup/runup/internal/config"
+	"github.com/runup/runup/internal/known"
 	"github.com/runup/runup/internal/repo"
 )
 
@@ -270,23 +271,35 @@ func (e *env) open(ctx context.Context, o repo.Options, lk lockKind, command str
 }
 
 // openRepo opens the repository without locking it or loading its index.
+// The repository must be the one this machine remembers at the location,
+// and must be encrypted when a password is set: a substitute is refused
+// before anything but its config and key files is read.
 func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, error) {
+	pw, err := e.password()
+	if err != nil {
+		return nil, err
+	}
 	be, err := e.backend(ctx)
 	if err != nil {
 		return nil, err
 	}
+	store, known_, remembered := e.remembered(be.Location())
+	o.RequireEncryption = pw != nil || (remembered && known_.Encrypted)
+	if remembered {
+		o.PreferKey = known_.KeyID
+	}
 	r, err := repo.Open(ctx, be, func() ([]byte, error) {
-		pw, err := e.password()
-		if pw != nil || err != nil {
-			return pw, err
+		if pw != nil {
+			return pw, nil
 		}
 		return promptPassword(fmt.Sprintf("Password for %s: ", e.repoLoc))
 	}, o)
-	// The key derivation's 64 MiB are garbage now: hand them back before
-	// the real work, so they do not add to its peak memory.
+	// The key derivation's memory is garbage now: hand it back before
+	// the real work, so that it does not add to its peak memory.
 	runtime.GC()
 	debug.FreeOSMemory()
 	if err != nil {
+		_ = be.Close()
 		switch {
 		case errors.Is(err, repo.ErrNotFound):
 			return nil, fmt.Errorf("no repository at %s: run 'runup init' first: %w", e.repoLoc, repo.ErrNotFound)
@@ -294,8 +307,44 @@ func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, e
 			return nil, fmt.Errorf("%w: set RUNUP_PASSWORD, use --password-file, or add password: to runup.yaml", err)
 		case errors.Is(err, repo.ErrWrongPassword):
 			return nil, fmt.Errorf("%s: %w: no key of the repository opens with it", e.repoLoc, err)
+		case errors.Is(err, repo.ErrNotEncrypted) && remembered && known_.Encrypted:
+			return nil, known.Check(known_, known.Repo{Location: be.Location(), Encrypted: false})
 		}
 		return nil, err
 	}
+	found := identityOf(be.Location(), r.Identity())
+	if remembered {
+		if err := known.Check(known_, found); err != nil {
+			_ = r.Close()
+			return nil, err
+		}
+	}
+	if store != nil {
+		if err := store.Put(found); err != nil {
+			fmt.Fprintf(e.g.stderr, "warning: %v\n", err)
+		}
+	}
 	return r, nil
+}
+
+func identityOf(location string, id repo.Identity) known.Repo {
+	return known.Repo{Location: location, ID: id.ID, Encrypted: id.Encrypted, Fingerprint: id.Fingerprint,
+		Version: id.Version, KeyID: id.KeyID, LastSeen: time.Now().UTC().Round(time.Second)}
+}
+
+// remembered looks up what this machine knows of a location. A store that
+// cannot be read is an error the user must see, not a reason to trust.
+func (e *env) remembered(location string) (*known.Store, known.Repo, bool) {
+	path, err := known.DefaultPath()
+	if err != nil {
+		fmt.Fprintf(e.g.stderr, "warning: no place to remember repositories (%v): a substituted repository cannot be recognised\n", err)
+		return nil, known.Repo{}, false
+	}
+	store := known.Open(path)
+	r, ok, err := store.Get(location)
+	if err != nil {
+		fmt.Fprintf(e.g.stderr, "warning: %v\n", err)
+		return nil, known.Repo{}, false
+	}
+	return store, r, ok
 }

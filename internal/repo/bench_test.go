@@ -44,7 +44,7 @@ func BenchmarkSaveBlob(b *testing.B) {
 	dir := b.TempDir()
 	be := mustLocal(b, dir)
 	ctx := context.Background()
-	if err := Init(ctx, be, InitOptions{Password: []byte("pw"), KDF: fastKDF}); err != nil {
+	if _, err := Init(ctx, be, InitOptions{Password: []byte("pw"), KDF: fastKDF}); err != nil {
 		b.Fatal(err)
 	}
 	r, err := Open(ctx, be, func() ([]byte, error) { return []byte("pw"), nil }, Options{Uploads: 1})

@@ -153,7 +153,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, id crypto.ID
 	if len(data) > maxRawBlob {
 		return SaveStats{}, fmt.Errorf("blob %v of %d bytes is too large", id.Short(), len(data))
 	}
-	if t == pack.Data && r.cfg.Version >= 2 && len(data) > 0 && len(data) < groupMember {
+	if t == pack.Data && r.cfg.Version >= 2 && !r.cfg.NoGroups && len(data) > 0 && len(data) < groupMember {
 		return p.addToGroup(ctx, id, data)
 	}
 	scratch, _ := p.bufs.Get().(*[]byte)

@@ -120,30 +120,40 @@ type InitOptions struct {
 	NoGroups bool // do not compress small files together (see Config)
 }
 
+// Identity is what a machine remembers of a repository to recognise it.
+type Identity struct {
+	ID          string
+	Encrypted   bool
+	Version     int
+	Fingerprint string // of the master key
+	KeyID       string // the key file used
+}
+
 // Init writes a new repository's key and config. It refuses a backend that
 // already holds a config, or any repository file: a repository whose config
 // was lost is damaged, and a second key beside its old ones would make it
 // unusable.
-func Init(ctx context.Context, be backend.Backend, o InitOptions) error {
+func Init(ctx context.Context, be backend.Backend, o InitOptions) (Identity, error) {
 	if _, err := be.Stat(ctx, backend.Handle{Type: backend.Config}); err == nil {
-		return fmt.Errorf("%s: %w", be.Location(), ErrAlreadyExists)
+		return Identity{}, fmt.Errorf("%s: %w", be.Location(), ErrAlreadyExists)
 	} else if !errors.Is(err, backend.ErrNotExist) {
-		return err
+		return Identity{}, err
 	}
 	if t, err := firstFileType(ctx, be); err != nil {
-		return err
+		return Identity{}, err
 	} else if t != "" {
-		return fmt.Errorf("%w: %s holds repository files (%s/) but no config: the config is missing; restore it from a copy of the repository, or choose an empty location", ErrDamaged, be.Location(), t)
+		return Identity{}, fmt.Errorf("%w: %s holds repository files (%s/) but no config: the config is missing; restore it from a copy of the repository, or choose an empty location", ErrDamaged, be.Location(), t)
 	}
 	key, err := crypto.NewMasterKey(o.Password != nil)
 	if err != nil {
-		return err
+		return Identity{}, err
 	}
 	if o.KDF == (crypto.KDFParams{}) {
 		o.KDF = crypto.DefaultKDF
 	}
-	if _, err := AddKey(ctx, be, key, o.Password, o.KDF); err != nil {
-		return err
+	keyID, err := AddKey(ctx, be, key, o.Password, o.KDF)
+	if err != nil {
+		return Identity{}, err
 	}
 	var rnd [16]byte
 	_, _ = rand.Read(rnd[:])
@@ -152,10 +162,13 @@ func Init(ctx context.Context, be backend.Backend, o InitOptions) error {
 		NoGroups: o.NoGroups}
 	plain, err := json.Marshal(cfg)
 	if err != nil {
-		return err
+		return Identity{}, err
 	}
 	// The config is written last: a repository is either complete or absent.
-	return be.Save(ctx, backend.Handle{Type: backend.Config}, key.Seal(nil, plain))
+	if err := be.Save(ctx, backend.Handle{Type: backend.Config}, key.Seal(nil, plain)); err != nil {
+		return Identity{}, err
+	}
+	return Identity{ID: cfg.ID, Encrypted: key.Encrypted, Version: cfg.Version, Fingerprint: fingerprint(key), KeyID: keyID}, nil
 }
 
 // firstFileType returns the type of some repository file other than the
@@ -387,13 +400,18 @@ func boolInt(b bool) int {
 // KeyID is the name of the key file that opened the repository.
 func (r *Repository) KeyID() string { return r.keyID }
 
-// Fingerprint identifies the master key without revealing it: a repository
+// Identity returns what a machine remembers of the repository.
+func (r *Repository) Identity() Identity {
+	return Identity{ID: r.cfg.ID, Encrypted: r.cfg.Encrypted, Version: r.cfg.Version, Fingerprint: fingerprint(r.key), KeyID: r.keyID}
+}
+
+// fingerprint identifies a master key without revealing it: a repository
 // substituted at a known location, even one with the same ID, has another.
-func (r *Repository) Fingerprint() string {
+func fingerprint(k *crypto.MasterKey) string {
 	h := blake3.New()
 	_, _ = h.Write([]byte("runup master key fingerprint v1\x00"))
-	_, _ = h.Write(r.key.SealKey[:])
-	_, _ = h.Write(r.key.IDKey[:])
+	_, _ = h.Write(k.SealKey[:])
+	_, _ = h.Write(k.IDKey[:])
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 

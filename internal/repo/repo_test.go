@@ -28,7 +28,7 @@ func newRepo(t *testing.T, password []byte) (backend.Backend, *Repository) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := Init(ctx, be, InitOptions{Password: password, KDF: fastKDF}); err != nil {
+	if _, err := Init(ctx, be, InitOptions{Password: password, KDF: fastKDF}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := Open(ctx, be, func() ([]byte, error) { return password, nil }, Options{})
@@ -41,7 +41,7 @@ func newRepo(t *testing.T, password []byte) (backend.Backend, *Repository) {
 func TestInitOpen(t *testing.T) {
 	ctx := context.Background()
 	be, _ := newRepo(t, []byte("pw"))
-	if err := Init(ctx, be, InitOptions{}); !errors.Is(err, ErrAlreadyExists) {
+	if _, err := Init(ctx, be, InitOptions{}); !errors.Is(err, ErrAlreadyExists) {
 		t.Fatalf("second init: %v", err)
 	}
 	if _, err := Open(ctx, be, func() ([]byte, error) { return []byte("nope"), nil }, Options{}); !errors.Is(err, ErrWrongPassword) {
@@ -423,7 +423,7 @@ func TestOpenHostileKeys(t *testing.T) {
 	}
 	// Init refuses a location holding repository files without a config.
 	be.Remove(ctx, backend.Handle{Type: backend.Config})
-	if err := Init(ctx, be, InitOptions{}); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "config is missing") {
+	if _, err := Init(ctx, be, InitOptions{}); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "config is missing") {
 		t.Fatalf("init over a repository without config: %v", err)
 	}
 }

@@ -704,7 +704,7 @@ func (rs *restorer) setMeta(path string, n *tree.Node) {
 			rs.warn(path, fmt.Sprintf("extended attribute %s not restored: %v", x.Name, err))
 		}
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}
+	ts := []unix.Timespec{timespec(n.MTime), timespec(n.MTime)}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		rs.warn(path, fmt.Sprintf("times not restored: %v", err))
 	}
@@ -726,11 +726,13 @@ func (rs *restorer) setMetaFD(fd int, path string, n *tree.Node) {
 		}
 	}
 	// futimens: utimensat with no path sets the descriptor's file's times.
-	ts := [2]unix.Timespec{unix.NsecToTimespec(n.MTime), unix.NsecToTimespec(n.MTime)}
+	ts := [2]unix.Timespec{timespec(n.MTime), timespec(n.MTime)}
 	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts)), 0, 0, 0); e != 0 {
 		rs.warn(path, fmt.Sprintf("times not restored: %v", e))
 	}
 }
+
+func timespec(t tree.Time) unix.Timespec { return unix.Timespec{Sec: t.Sec, Nsec: int64(t.Nsec)} }
 
 func unwrapPath(err error) error {
 	var pe *fs.PathError

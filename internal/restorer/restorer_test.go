@@ -34,7 +34,7 @@ func newRepo(t testing.TB) *repo.Repository {
 	be, _ := local.Open(t.TempDir())
 	be.Create()
 	ctx := context.Background()
-	if err := repo.Init(ctx, be, repo.InitOptions{}); err != nil {
+	if _, err := repo.Init(ctx, be, repo.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := repo.Open(ctx, be, nil, repo.Options{})
@@ -239,15 +239,15 @@ func TestManyDirectories(t *testing.T) {
 				size += len(z)
 			}
 			files = append(files, tree.Node{Name: fmt.Sprintf("f%d", i), Type: tree.File, Mode: 0o640 + uint32(i),
-				Size: uint64(size), MTime: int64(d*1000+i) * 1e9, Content: content})
+				Size: uint64(size), MTime: tree.Time{Sec: int64(d*1000 + i)}, Content: content})
 		}
-		b, err := tree.Encode(&tree.Tree{Nodes: files})
+		b, err := tree.Encode(&tree.Tree{Nodes: files}, tree.Version2)
 		if err != nil {
 			t.Fatal(err)
 		}
 		dirs = append(dirs, tree.Node{Name: fmt.Sprintf("d%04d", d), Type: tree.Dir, Mode: 0o755, Subtree: save(t, r, pack.Tree, b)})
 	}
-	b, err := tree.Encode(&tree.Tree{Nodes: dirs})
+	b, err := tree.Encode(&tree.Tree{Nodes: dirs}, tree.Version2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/runup/runup/internal/crypto"
 )
@@ -55,8 +57,8 @@ type Node struct {
 	UID    uint32
 	GID    uint32
 	Size   uint64
-	MTime  int64 // nanoseconds since the epoch
-	CTime  int64
+	MTime  Time
+	CTime  Time
 	Inode  uint64
 	Device uint64
 	Links  uint64
@@ -67,6 +69,44 @@ type Node struct {
 	Content []crypto.ID
 	// Subtree is a directory's tree blob.
 	Subtree crypto.ID
+}
+
+// Time is a time as filesystems store it, seconds and nanoseconds, so that
+// every time a filesystem can hold comes back exactly: nanoseconds in an
+// int64 end in 2262, and ext4 holds times up to 2446.
+type Time struct {
+	Sec  int64
+	Nsec int32 // in [0, 1e9)
+}
+
+// TimeOf converts a time.Time.
+func TimeOf(t time.Time) Time { return Time{Sec: t.Unix(), Nsec: int32(t.Nanosecond())} }
+
+// Time converts to a time.Time.
+func (t Time) Time() time.Time { return time.Unix(t.Sec, int64(t.Nsec)) }
+
+// FitsNanos reports whether the time fits tree encoding version 1
+// (nanoseconds in an int64).
+func (t Time) FitsNanos() bool {
+	return t.Sec > math.MinInt64/1_000_000_000+1 && t.Sec < math.MaxInt64/1_000_000_000-1
+}
+
+func (t Time) nanos() int64 {
+	if !t.FitsNanos() {
+		if t.Sec < 0 {
+			return math.MinInt64
+		}
+		return math.MaxInt64
+	}
+	return t.Sec*1e9 + int64(t.Nsec)
+}
+
+func fromNanos(ns int64) Time {
+	sec, nsec := ns/1e9, ns%1e9
+	if nsec < 0 {
+		sec, nsec = sec-1, nsec+1e9
+	}
+	return Time{Sec: sec, Nsec: int32(nsec)}
 }
 
 // Tree is a directory listing, sorted by name.
@@ -94,7 +134,13 @@ func ValidName(name string) bool {
 	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
 
-const version = 1
+// Tree encoding versions: 1 stores times as nanoseconds (an int64), 2 as
+// seconds and nanoseconds. Repository format 3 writes version 2; older
+// formats keep version 1, so that older programs can read them.
+const (
+	Version1 = 1
+	Version2 = 2
+)
 
 // Limits for hostile input.
 const (
@@ -104,13 +150,22 @@ const (
 	maxXAttrLen  = 64 << 10
 )
 
+// minNodeBytes is the smallest encoded node: name length and one letter,
+// type, and one byte for each number and empty list.
+const minNodeBytes = 16
+
 // ErrDamaged wraps every problem the decoder finds.
 var ErrDamaged = errors.New("tree damaged")
 
-// Encode returns the tree's stable encoding. Nodes must be sorted by name.
-func Encode(t *Tree) ([]byte, error) {
+// Encode returns the tree's stable encoding in the given version (Version1
+// or Version2). Nodes must be sorted by name. Version 1 cannot hold times
+// outside 1678–2262; they are clamped, so callers check FitsNanos first.
+func Encode(t *Tree, version int) ([]byte, error) {
+	if version != Version1 && version != Version2 {
+		return nil, fmt.Errorf("encode tree: unknown version %d", version)
+	}
 	buf := make([]byte, 0, 64+len(t.Nodes)*96)
-	buf = append(buf, version)
+	buf = append(buf, byte(version))
 	buf = binary.AppendUvarint(buf, uint64(len(t.Nodes)))
 	for i := range t.Nodes {
 		n := &t.Nodes[i]
@@ -125,8 +180,17 @@ func Encode(t *Tree) ([]byte, error) {
 		for _, v := range []uint64{uint64(n.Mode), uint64(n.UID), uint64(n.GID), n.Size} {
 			buf = binary.AppendUvarint(buf, v)
 		}
-		buf = binary.AppendVarint(buf, n.MTime)
-		buf = binary.AppendVarint(buf, n.CTime)
+		for _, tm := range []Time{n.MTime, n.CTime} {
+			if version == Version1 {
+				buf = binary.AppendVarint(buf, tm.nanos())
+				continue
+			}
+			if tm.Nsec < 0 || tm.Nsec >= 1e9 {
+				return nil, fmt.Errorf("encode tree: %q has a time with %d ns", n.Name, tm.Nsec)
+			}
+			buf = binary.AppendVarint(buf, tm.Sec)
+			buf = binary.AppendUvarint(buf, uint64(tm.Nsec))
+		}
 		for _, v := range []uint64{n.Inode, n.Device, n.Links, n.Rdev} {
 			buf = binary.AppendUvarint(buf, v)
 		}
@@ -219,15 +283,30 @@ func (d *decoder) u32() uint32 {
 	return uint32(v)
 }
 
-// Decode parses a tree blob.
+func (d *decoder) time(version byte) Time {
+	if version == Version1 {
+		return fromNanos(d.varint())
+	}
+	t := Time{Sec: d.varint()}
+	ns := d.uvarint()
+	if ns >= 1e9 {
+		d.fail("%d nanoseconds", ns)
+	}
+	t.Nsec = int32(ns)
+	return t
+}
+
+// Decode parses a tree blob of either version.
 func Decode(buf []byte) (*Tree, error) {
-	if len(buf) < 1 || buf[0] != version {
+	if len(buf) < 1 || (buf[0] != Version1 && buf[0] != Version2) {
 		return nil, fmt.Errorf("%w: unknown version", ErrDamaged)
 	}
+	version := buf[0]
 	d := &decoder{b: buf[1:]}
 	count := d.uvarint()
-	// Every node takes at least 17 bytes, which bounds the allocation.
-	if count > uint64(len(d.b))/17 {
+	// Every node takes at least 16 bytes (a one-letter name and zeros),
+	// which bounds the allocation.
+	if count > uint64(len(d.b))/minNodeBytes {
 		return nil, fmt.Errorf("%w: %d nodes in %d bytes", ErrDamaged, count, len(d.b))
 	}
 	t := &Tree{Nodes: make([]Node, 0, count)}
@@ -250,8 +329,8 @@ func Decode(buf []byte) (*Tree, error) {
 		n.UID = d.u32()
 		n.GID = d.u32()
 		n.Size = d.uvarint()
-		n.MTime = d.varint()
-		n.CTime = d.varint()
+		n.MTime = d.time(version)
+		n.CTime = d.time(version)
 		n.Inode = d.uvarint()
 		n.Device = d.uvarint()
 		n.Links = d.uvarint()
