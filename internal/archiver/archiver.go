@@ -392,9 +392,8 @@ func (a *archiver) addEntry(dt *dirTask, abs string, fi fs.FileInfo, old *tree.N
 }
 
 func (a *archiver) allKnown(ids []crypto.ID) bool {
-	idx := a.r.Index()
 	for _, id := range ids {
-		if !idx.Has(id) {
+		if !a.r.Has(pack.Data, id) {
 			return false
 		}
 	}
@@ -485,7 +484,7 @@ func (a *archiver) putBuf(b *[]byte) {
 // chunk queues a small file's chunk, read into buf, unless the repository
 // already has it.
 func (a *archiver) chunk(id crypto.ID, buf *[]byte) bool {
-	if a.r.Known(id) {
+	if a.r.Known(pack.Data, id) {
 		a.putBuf(buf)
 		return true
 	}

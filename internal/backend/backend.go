@@ -114,6 +114,13 @@ type Streamer interface {
 	Stream(ctx context.Context, t FileType) (Stream, error)
 }
 
+// Replacer is implemented by backends that can replace a file atomically:
+// readers see the old content or the new, never none. Only the config is
+// ever replaced, by 'runup migrate'; every other file is write-once.
+type Replacer interface {
+	Replace(ctx context.Context, h Handle, data []byte) error
+}
+
 // LoaderInto is implemented by backends that can read a range into the
 // caller's buffer, so that a reader of many ranges (restore) reuses one
 // buffer instead of allocating each.

@@ -318,7 +318,7 @@ func Stats(ctx context.Context, r *repo.Repository, root crypto.ID) (*JobStats, 
 			return
 		}
 		seen[id] = true
-		if loc, ok := r.Index().Lookup(id); ok {
+		if loc, ok := r.Lookup(pack.Data, id); ok {
 			st.Chunks++
 			st.RawSize += int64(loc.RawLen)
 			packs[loc.PackID] = true

@@ -89,7 +89,7 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 && len(r.Affected) == 0
 type checker struct {
 	r       *repo.Repository
 	rep     Report
-	bad     map[crypto.ID]string // blobs that cannot be read, and why
+	bad     map[index.Key]string // blobs that cannot be read, and why
 	badPack map[crypto.ID]string
 	clean   map[crypto.ID]bool // subtrees already walked without damage
 }
@@ -101,7 +101,7 @@ func (c *checker) problem(kind, what string, err error) {
 // Check verifies r. Its index must not be loaded: the checker reads each
 // index file itself to see every entry, duplicates included.
 func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) {
-	c := &checker{r: r, bad: map[crypto.ID]string{}, badPack: map[crypto.ID]string{}, clean: map[crypto.ID]bool{}}
+	c := &checker{r: r, bad: map[index.Key]string{}, badPack: map[crypto.ID]string{}, clean: map[crypto.ID]bool{}}
 	be := r.Backend()
 
 	packSizes := map[crypto.ID]int64{}
@@ -178,7 +178,7 @@ func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) 
 	// Blobs whose only known copy sits in a bad pack.
 	r.Index().Each(func(loc index.Location) {
 		if why, ok := c.badPack[loc.PackID]; ok {
-			c.bad[loc.ID] = why
+			c.bad[index.Key{ID: loc.ID, Type: loc.Type}] = why
 		}
 	})
 
@@ -213,7 +213,7 @@ func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) 
 			}
 		}
 	}
-	used := map[crypto.ID]bool{}
+	used := map[index.Key]bool{}
 	for _, n := range nums {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -236,7 +236,7 @@ func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) 
 		}
 	}
 	for _, blobs := range indexed {
-		if !slices.ContainsFunc(blobs, func(b pack.Blob) bool { return used[b.ID] }) {
+		if !slices.ContainsFunc(blobs, func(b pack.Blob) bool { return used[c.r.BlobKey(b.Type, b.ID)] }) {
 			c.rep.UnreferencedPacks++
 		}
 	}
@@ -324,8 +324,8 @@ func (c *checker) readData(ctx context.Context, ids []crypto.ID, sizes map[crypt
 			loc := index.Location{PackID: id, Blob: b}
 			if _, err := dec.Decode(loc, data[b.Offset:b.Offset+b.Length]); err != nil {
 				c.problem("blob", b.ID.String(), err)
-				if cur, ok := c.r.Index().Lookup(b.ID); ok && cur.PackID == id {
-					c.bad[b.ID] = "chunk damaged"
+				if cur, ok := c.r.Lookup(b.Type, b.ID); ok && cur.PackID == id {
+					c.bad[index.Key{ID: b.ID, Type: b.Type}] = "chunk damaged"
 				}
 			}
 		}
@@ -339,14 +339,14 @@ func (c *checker) markPack(id crypto.ID, why string) {
 	c.badPack[id] = why
 	c.r.Index().Each(func(loc index.Location) {
 		if loc.PackID == id {
-			c.bad[loc.ID] = why
+			c.bad[index.Key{ID: loc.ID, Type: loc.Type}] = why
 		}
 	})
 }
 
 // walk follows a job's trees, recording every blob it uses and every entry
 // that depends on a missing or damaged one.
-func (c *checker) walk(ctx context.Context, j *repo.Job, id crypto.ID, dir string, used map[crypto.ID]bool) {
+func (c *checker) walk(ctx context.Context, j *repo.Job, id crypto.ID, dir string, used map[index.Key]bool) {
 	if c.clean[id] {
 		return // shared with an earlier job and fine there: fine here
 	}
@@ -356,7 +356,7 @@ func (c *checker) walk(ctx context.Context, j *repo.Job, id crypto.ID, dir strin
 			c.clean[id] = true
 		}
 	}()
-	used[id] = true
+	used[c.r.BlobKey(pack.Tree, id)] = true
 	t, err := c.loadTree(ctx, id)
 	if err != nil {
 		where := dir
@@ -374,9 +374,10 @@ func (c *checker) walk(ctx context.Context, j *repo.Job, id crypto.ID, dir strin
 			c.walk(ctx, j, n.Subtree, p, used)
 		case tree.File:
 			for _, b := range n.Content {
-				used[b] = true
-				why, bad := c.bad[b]
-				if !bad && !c.r.Index().Has(b) {
+				k := index.Key{ID: b, Type: pack.Data}
+				used[c.r.BlobKey(pack.Data, b)] = true
+				why, bad := c.bad[k]
+				if !bad && !c.r.Has(pack.Data, b) {
 					why, bad = "chunk missing from the index", true
 				}
 				if bad {
@@ -389,7 +390,7 @@ func (c *checker) walk(ctx context.Context, j *repo.Job, id crypto.ID, dir strin
 }
 
 func (c *checker) loadTree(ctx context.Context, id crypto.ID) (*tree.Tree, error) {
-	if why, bad := c.bad[id]; bad {
+	if why, bad := c.bad[index.Key{ID: id, Type: pack.Tree}]; bad {
 		return nil, errors.New(why)
 	}
 	return c.r.LoadTree(ctx, id)

@@ -15,6 +15,7 @@ import (
 
 func newInit(g *globals) *cobra.Command {
 	var encrypt, noEncryption, noGroups bool
+	var version int
 	c := &cobra.Command{
 		Use:   "init",
 		Short: "Create the repository (default: .runup/ beside runup.yaml)",
@@ -66,7 +67,7 @@ is still verified by its hash.`,
 			if err := createLayout(cmd.Context(), be); err != nil {
 				return err
 			}
-			id, err := repo.Init(cmd.Context(), be, repo.InitOptions{Password: pw, NoGroups: noGroups})
+			id, err := repo.Init(cmd.Context(), be, repo.InitOptions{Password: pw, NoGroups: noGroups, Version: version})
 			if errors.Is(err, repo.ErrAlreadyExists) {
 				return fmt.Errorf("RunUp is already initialized in %s", e.repoLoc)
 			}
@@ -90,6 +91,7 @@ is still verified by its hash.`,
 	}
 	c.Flags().BoolVar(&encrypt, "encrypt", false, "ask for a password on the terminal and encrypt the repository")
 	c.Flags().BoolVar(&noEncryption, "no-encryption", false, "allow an unencrypted remote repository")
+	c.Flags().IntVar(&version, "repository-version", repo.FormatVersion, "format version to create (older ones for older RunUp; 'runup migrate' upgrades)")
 	c.Flags().BoolVar(&noGroups, "no-groups", false, "do not compress small files together (see the threat model in docs/design.md)")
 	return c
 }

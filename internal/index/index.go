@@ -1,4 +1,6 @@
-// Package index maps blob IDs to where they live in pack files.
+// Package index maps blobs to where they live in pack files. A blob is
+// known by its type and ID: a file's chunk and a directory's tree with the
+// same bytes are two blobs (repository format 3).
 //
 // In memory the index is a sorted array of fixed-size entries (56 bytes a
 // blob) plus a small map of recent additions, merged into the array in
@@ -34,23 +36,32 @@ type Location struct {
 	pack.Blob
 }
 
+// Key is a blob's identity: its type and ID.
+type Key struct {
+	ID   crypto.ID
+	Type pack.BlobType
+}
+
+func (k Key) String() string { return k.Type.String() + " " + k.ID.Short() }
+
 // Index is safe for concurrent use.
 type Index struct {
 	mu      sync.RWMutex
 	packs   []crypto.ID
 	packNum map[crypto.ID]uint32
 	sorted  []Entry
-	pending map[crypto.ID]Entry
+	pending map[Key]Entry
 	trees   map[uint32]bool // pack numbers that hold tree blobs
 }
 
 // New returns an empty index.
 func New() *Index {
-	return &Index{packNum: map[crypto.ID]uint32{}, pending: map[crypto.ID]Entry{}, trees: map[uint32]bool{}}
+	return &Index{packNum: map[crypto.ID]uint32{}, pending: map[Key]Entry{}, trees: map[uint32]bool{}}
 }
 
-// AddPack records every blob of a pack. A blob already known keeps its first
-// location: duplicates across packs are harmless and prune removes them.
+// AddPack records every blob of a pack. A blob already known (same type and
+// ID) keeps its first location: duplicates across packs are harmless and
+// prune removes them.
 func (x *Index) AddPack(packID crypto.ID, blobs []pack.Blob) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -64,10 +75,11 @@ func (x *Index) AddPack(packID crypto.ID, blobs []pack.Blob) {
 		if b.Type == pack.Tree {
 			x.trees[num] = true
 		}
-		if _, ok := x.lookupLocked(b.ID); ok {
+		k := Key{b.ID, b.Type}
+		if _, ok := x.lookupLocked(k); ok {
 			continue
 		}
-		x.pending[b.ID] = Entry{ID: b.ID, Pack: num, Offset: b.Offset, Length: b.Length, RawLen: b.RawLen, Inner: b.Inner, Type: b.Type, Flags: b.Flags}
+		x.pending[k] = Entry{ID: b.ID, Pack: num, Offset: b.Offset, Length: b.Length, RawLen: b.RawLen, Inner: b.Inner, Type: b.Type, Flags: b.Flags}
 	}
 	// Merge when the map grows past an eighth of the array, so merging costs
 	// amortised O(1) per entry and the map stays a small share of memory.
@@ -102,15 +114,20 @@ func (x *Index) mergeLocked() {
 	clear(x.pending)
 }
 
-func cmpEntry(a, b Entry) int { return bytes.Compare(a.ID[:], b.ID[:]) }
+func cmpEntry(a, b Entry) int { return cmpKey(a, Key{b.ID, b.Type}) }
 
-func (x *Index) lookupLocked(id crypto.ID) (Entry, bool) {
-	if e, ok := x.pending[id]; ok {
+func cmpKey(e Entry, k Key) int {
+	if c := bytes.Compare(e.ID[:], k.ID[:]); c != 0 {
+		return c
+	}
+	return int(e.Type) - int(k.Type)
+}
+
+func (x *Index) lookupLocked(k Key) (Entry, bool) {
+	if e, ok := x.pending[k]; ok {
 		return e, true
 	}
-	i, ok := slices.BinarySearchFunc(x.sorted, id, func(e Entry, id crypto.ID) int {
-		return bytes.Compare(e.ID[:], id[:])
-	})
+	i, ok := slices.BinarySearchFunc(x.sorted, k, cmpKey)
 	if !ok {
 		return Entry{}, false
 	}
@@ -118,22 +135,34 @@ func (x *Index) lookupLocked(id crypto.ID) (Entry, bool) {
 }
 
 // Has reports whether the blob is stored.
-func (x *Index) Has(id crypto.ID) bool {
+func (x *Index) Has(t pack.BlobType, id crypto.ID) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	_, ok := x.lookupLocked(id)
+	_, ok := x.lookupLocked(Key{id, t})
 	return ok
 }
 
 // Lookup returns where a blob is stored.
-func (x *Index) Lookup(id crypto.ID) (Location, bool) {
+func (x *Index) Lookup(t pack.BlobType, id crypto.ID) (Location, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	e, ok := x.lookupLocked(id)
+	e, ok := x.lookupLocked(Key{id, t})
 	if !ok {
 		return Location{}, false
 	}
 	return x.location(e), true
+}
+
+// LookupAny returns where a blob with this ID is stored, of either type:
+// for repositories of format 1 and 2, where the type was not part of a
+// blob's identity (a blob of the other type has the same bytes).
+func (x *Index) LookupAny(id crypto.ID) (Location, bool) {
+	for _, t := range []pack.BlobType{pack.Data, pack.Tree} {
+		if loc, ok := x.Lookup(t, id); ok {
+			return loc, true
+		}
+	}
+	return Location{}, false
 }
 
 // location resolves an entry's pack number; the caller holds the lock.

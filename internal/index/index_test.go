@@ -27,43 +27,77 @@ func TestEntrySize(t *testing.T) {
 func TestAddLookupAcrossMerges(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	x := New()
-	want := map[crypto.ID]Location{}
+	want := map[Key]Location{}
 	for p := range 300 {
 		pid := randID(r)
 		var blobs []pack.Blob
 		for i := range 100 {
 			b := pack.Blob{Type: pack.BlobType(i % 2), ID: randID(r), Offset: uint32(i * 10), Length: 10, RawLen: uint32(p)}
 			blobs = append(blobs, b)
-			want[b.ID] = Location{PackID: pid, Blob: b}
+			want[Key{b.ID, b.Type}] = Location{PackID: pid, Blob: b}
 		}
 		x.AddPack(pid, blobs)
 	}
 	if x.Len() != len(want) {
 		t.Fatalf("Len %d, want %d", x.Len(), len(want))
 	}
-	for id, loc := range want {
-		got, ok := x.Lookup(id)
+	for k, loc := range want {
+		got, ok := x.Lookup(k.Type, k.ID)
 		if !ok || got != loc {
-			t.Fatalf("lookup %v: %+v %v, want %+v", id.Short(), got, ok, loc)
+			t.Fatalf("lookup %v: %+v %v, want %+v", k, got, ok, loc)
+		}
+		if x.Has(1-k.Type, k.ID) {
+			t.Fatalf("%v found with the other type", k)
 		}
 	}
-	if x.Has(randID(r)) {
+	if x.Has(pack.Data, randID(r)) {
 		t.Fatal("unknown ID found")
 	}
 	// A duplicate keeps its first location.
-	var some crypto.ID
-	for id := range want {
-		some = id
+	var some Key
+	for k := range want {
+		some = k
 		break
 	}
-	x.AddPack(randID(r), []pack.Blob{{ID: some, Length: 99}})
-	if got, _ := x.Lookup(some); got != want[some] {
+	x.AddPack(randID(r), []pack.Blob{{ID: some.ID, Type: some.Type, Length: 99}})
+	if got, _ := x.Lookup(some.Type, some.ID); got != want[some] {
 		t.Fatal("duplicate replaced the first location")
 	}
 	n := 0
 	x.Each(func(Location) { n++ })
 	if n != len(want) {
 		t.Fatalf("Each visited %d", n)
+	}
+}
+
+// A file's chunk and a directory's tree with the same ID are two blobs, in
+// the pending map and in the sorted array alike.
+func TestTypeIsPartOfIdentity(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, merge := range []bool{false, true} {
+		x := New()
+		id := randID(r)
+		x.AddPack(crypto.ID{1}, []pack.Blob{{Type: pack.Data, ID: id, Length: 2, RawLen: 2}})
+		if merge {
+			x.mu.Lock()
+			x.mergeLocked()
+			x.mu.Unlock()
+		}
+		if x.Has(pack.Tree, id) {
+			t.Fatal("a data blob answers for a tree")
+		}
+		x.AddPack(crypto.ID{2}, []pack.Blob{{Type: pack.Tree, ID: id, Length: 3, RawLen: 2}})
+		x.mu.Lock()
+		x.mergeLocked()
+		x.mu.Unlock()
+		d, okd := x.Lookup(pack.Data, id)
+		tr, okt := x.Lookup(pack.Tree, id)
+		if !okd || !okt || d.PackID != (crypto.ID{1}) || tr.PackID != (crypto.ID{2}) || x.Len() != 2 {
+			t.Fatalf("merge=%v: data %+v %v, tree %+v %v", merge, d, okd, tr, okt)
+		}
+		if any, ok := x.LookupAny(id); !ok || any.Type != pack.Data {
+			t.Fatalf("LookupAny: %+v %v", any, ok)
+		}
 	}
 }
 
@@ -131,7 +165,7 @@ func BenchmarkLookup(b *testing.B) {
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
-		x.Has(ids[i%len(ids)])
+		x.Has(pack.Data, ids[i%len(ids)])
 		i++
 	}
 }

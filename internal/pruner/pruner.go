@@ -60,6 +60,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 	r.ReplaceIndex(all)
 
 	used, err := usedBlobs(ctx, r)
+	key := func(b pack.Blob) index.Key { return r.BlobKey(b.Type, b.ID) }
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +81,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 		shares[id] = storedShares(blobs)
 		for i, b := range blobs {
 			pi.blobSz += shares[id][i]
-			if used[b.ID] {
+			if used[key(b)] {
 				pi.usedSz += shares[id][i]
 			}
 		}
@@ -96,12 +97,12 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 		}
 		return strings.Compare(string(a.id[:]), string(b.id[:]))
 	})
-	claimed := map[crypto.ID]bool{}
+	claimed := map[index.Key]bool{}
 	for _, pi := range infos {
 		pi.usedSz = 0
 		for i, b := range pc.Packs[pi.id] {
-			if used[b.ID] && !claimed[b.ID] {
-				claimed[b.ID] = true
+			if used[key(b)] && !claimed[key(b)] {
+				claimed[key(b)] = true
 				pi.claims = append(pi.claims, b)
 				pi.usedSz += shares[pi.id][i]
 			}
@@ -110,7 +111,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 	st := &Stats{Packs: len(infos), BlobsUsed: len(claimed)}
 	for _, blobs := range pc.Packs {
 		for _, b := range blobs {
-			if !used[b.ID] {
+			if !used[key(b)] {
 				st.BlobsUnused++
 			}
 		}
@@ -198,7 +199,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 
 // usedBlobs walks every job's trees. A tree that cannot be read stops the
 // prune: what it references is unknown, so nothing may be deleted.
-func usedBlobs(ctx context.Context, r *repo.Repository) (map[crypto.ID]bool, error) {
+func usedBlobs(ctx context.Context, r *repo.Repository) (map[index.Key]bool, error) {
 	jobs, problems, err := r.Jobs(ctx)
 	if err != nil {
 		return nil, err
@@ -206,13 +207,18 @@ func usedBlobs(ctx context.Context, r *repo.Repository) (map[crypto.ID]bool, err
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %v; prune refuses to run on a damaged repository (run 'runup check')", repo.ErrDamaged, errors.Join(problems...))
 	}
-	used := map[crypto.ID]bool{}
+	used := map[index.Key]bool{}
+	// Walked trees are kept apart from used blobs: in format 1 and 2 a
+	// file with a tree's bytes has the tree's key, and must not stop the
+	// walk into the tree.
+	walked := map[crypto.ID]bool{}
 	var walk func(id crypto.ID) error
 	walk = func(id crypto.ID) error {
-		if used[id] {
+		if walked[id] {
 			return nil // shared subtree, already walked
 		}
-		used[id] = true
+		walked[id] = true
+		used[r.BlobKey(pack.Tree, id)] = true
 		t, err := r.LoadTree(ctx, id)
 		if err != nil {
 			return fmt.Errorf("%w; prune refuses to run on a damaged repository (run 'runup check')", err)
@@ -225,7 +231,7 @@ func usedBlobs(ctx context.Context, r *repo.Repository) (map[crypto.ID]bool, err
 				}
 			case tree.File:
 				for _, c := range n.Content {
-					used[c] = true
+					used[r.BlobKey(pack.Data, c)] = true
 				}
 			}
 		}

@@ -45,7 +45,7 @@ type packer struct {
 	r        *Repository
 	mu       sync.Mutex
 	cur      [2]*openPack // by blob type
-	inflight map[crypto.ID]struct{}
+	inflight map[index.Key]struct{}
 	sem      chan struct{}
 	wg       sync.WaitGroup
 	err      error
@@ -71,7 +71,7 @@ type openPack struct {
 }
 
 func newPacker(r *Repository, uploads int) *packer {
-	p := &packer{r: r, inflight: map[crypto.ID]struct{}{}, sem: make(chan struct{}, uploads)}
+	p := &packer{r: r, inflight: map[index.Key]struct{}{}, sem: make(chan struct{}, uploads)}
 	if st, ok := r.be.(backend.Streamer); ok {
 		if c, ok := r.be.(interface{ CanStream() bool }); !ok || c.CanStream() {
 			p.stream = st
@@ -142,12 +142,13 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, id crypto.ID
 		p.mu.Unlock()
 		return SaveStats{}, err
 	}
-	_, busy := p.inflight[id]
-	if busy || r.idx.Has(id) {
+	k := r.BlobKey(t, id)
+	_, busy := p.inflight[k]
+	if busy || r.Has(t, id) {
 		p.mu.Unlock()
 		return SaveStats{}, nil
 	}
-	p.inflight[id] = struct{}{}
+	p.inflight[k] = struct{}{}
 	p.mu.Unlock()
 
 	if len(data) > maxRawBlob {
@@ -311,7 +312,7 @@ func (p *packer) upload(ctx context.Context, op *openPack) error {
 		p.r.idx.AddPack(id, blobs)
 		p.mu.Lock()
 		for _, b := range blobs {
-			delete(p.inflight, b.ID)
+			delete(p.inflight, p.r.BlobKey(b.Type, b.ID))
 		}
 		p.pending = append(p.pending, index.PackBlobs{ID: id, Blobs: blobs})
 		var batch []index.PackBlobs
@@ -379,14 +380,44 @@ func (r *Repository) Flush(ctx context.Context) (SaveStats, error) {
 	return st, nil
 }
 
+// typed reports whether a blob's type is part of its identity: from format
+// 3 on, a file's chunk and a directory's tree with the same bytes are two
+// blobs. Before, one blob of either type served both, which let a planted
+// file stand in for a tree (docs/design.md).
+func (r *Repository) typed() bool { return r.cfg.Version >= 3 }
+
+// BlobKey is a blob's identity in this repository's format: type and ID
+// from format 3 on, the ID alone before.
+func (r *Repository) BlobKey(t pack.BlobType, id crypto.ID) index.Key {
+	if !r.typed() {
+		t = pack.Data
+	}
+	return index.Key{ID: id, Type: t}
+}
+
+// Lookup finds a blob of type t. In format 1 and 2 a blob of the other type
+// with the same ID has the same bytes (the ID is their hash) and serves.
+func (r *Repository) Lookup(t pack.BlobType, id crypto.ID) (index.Location, bool) {
+	if loc, ok := r.idx.Lookup(t, id); ok {
+		return loc, true
+	}
+	if !r.typed() {
+		return r.idx.LookupAny(id)
+	}
+	return index.Location{}, false
+}
+
+// Has reports whether a blob of type t is stored.
+func (r *Repository) Has(t pack.BlobType, id crypto.ID) bool {
+	_, ok := r.Lookup(t, id)
+	return ok
+}
+
 // LoadBlob reads, verifies and returns a blob, appending to dst.
 func (r *Repository) LoadBlob(ctx context.Context, t pack.BlobType, id crypto.ID, dst []byte) ([]byte, error) {
-	loc, ok := r.idx.Lookup(id)
+	loc, ok := r.Lookup(t, id)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s blob %v is not in the index", ErrDamaged, t, id.Short())
-	}
-	if loc.Type != t {
-		return nil, fmt.Errorf("%w: blob %v is %s, want %s", ErrDamaged, id.Short(), loc.Type, t)
 	}
 	sealed, err := r.be.Load(ctx, backend.Handle{Type: backend.Data, Name: loc.PackID.String()}, int64(loc.Offset), int64(loc.Length))
 	if err != nil {
@@ -515,13 +546,13 @@ func (d *Decoder) Decode(loc index.Location, sealed []byte) ([]byte, error) {
 
 // Known reports whether a blob is stored or being stored, so that callers
 // can skip copying data the repository already has.
-func (r *Repository) Known(id crypto.ID) bool {
-	if r.idx.Has(id) {
+func (r *Repository) Known(t pack.BlobType, id crypto.ID) bool {
+	if r.Has(t, id) {
 		return true
 	}
 	p := r.packer
 	p.mu.Lock()
-	_, ok := p.inflight[id]
+	_, ok := p.inflight[r.BlobKey(t, id)]
 	p.mu.Unlock()
 	return ok
 }

@@ -118,6 +118,9 @@ type InitOptions struct {
 	Password []byte // nil makes an unencrypted repository
 	KDF      crypto.KDFParams
 	NoGroups bool // do not compress small files together (see Config)
+	// Version is the format to create (0: FormatVersion); older formats
+	// are for repositories that older RunUps must still read.
+	Version int
 }
 
 // Identity is what a machine remembers of a repository to recognise it.
@@ -155,9 +158,15 @@ func Init(ctx context.Context, be backend.Backend, o InitOptions) (Identity, err
 	if err != nil {
 		return Identity{}, err
 	}
+	if o.Version == 0 {
+		o.Version = FormatVersion
+	}
+	if !formatSupported(o.Version) {
+		return Identity{}, formatError(o.Version)
+	}
 	var rnd [16]byte
 	_, _ = rand.Read(rnd[:])
-	cfg := Config{Version: FormatVersion, ID: hex.EncodeToString(rnd[:]), Created: time.Now().UTC(),
+	cfg := Config{Version: o.Version, ID: hex.EncodeToString(rnd[:]), Created: time.Now().UTC(),
 		ChunkMin: chunkMin, ChunkAvg: chunkAvg, ChunkMax: chunkMax, PackSize: packSize, Encrypted: key.Encrypted,
 		NoGroups: o.NoGroups}
 	plain, err := json.Marshal(cfg)

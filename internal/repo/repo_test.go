@@ -14,6 +14,7 @@ import (
 	"github.com/runup/runup/internal/crypto"
 	"github.com/runup/runup/internal/index"
 	"github.com/runup/runup/internal/pack"
+	"github.com/runup/runup/internal/tree"
 )
 
 var fastKDF = crypto.KDFParams{Time: 1, Memory: 64, Threads: 1}
@@ -131,7 +132,7 @@ func TestAdoptPacksWithoutIndex(t *testing.T) {
 	if _, err := r2.LoadIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r2.Index().Has(id) {
+	if r2.Has(pack.Data, id) {
 		t.Fatal("index survived removal")
 	}
 	n, probs, err := r2.AdoptPacks(ctx)
@@ -448,5 +449,118 @@ func TestKeyTriesBounded(t *testing.T) {
 	}
 	if _, err := Open(ctx, be, func() ([]byte, error) { return []byte("none of them"), nil }, Options{}); !errors.Is(err, ErrWrongPassword) {
 		t.Fatalf("wrong password: %v", err)
+	}
+}
+
+func newRepoVersion(t *testing.T, version int) (backend.Backend, *Repository) {
+	t.Helper()
+	be := mustLocal(t, t.TempDir())
+	ctx := context.Background()
+	if _, err := Init(ctx, be, InitOptions{Password: []byte("pw"), KDF: fastKDF, Version: version}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(ctx, be, func() ([]byte, error) { return []byte("pw"), nil }, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return be, r
+}
+
+func reopen(t *testing.T, be backend.Backend) *Repository {
+	t.Helper()
+	r, err := Open(context.Background(), be, func() ([]byte, error) { return []byte("pw"), nil }, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.LoadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// A file whose bytes are an empty directory's tree must not stand in for
+// the tree, nor the tree for the file (issue: planted file). Format 3
+// stores both; a format 2 repository reads through the fallback, and
+// Upgrade stores each under its own type before writing the new config.
+func TestTypedIdentity(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		version   int
+		treeFirst bool
+	}{{3, false}, {3, true}, {2, false}, {2, true}, {1, false}} {
+		t.Run(fmt.Sprintf("format%d/treeFirst=%v", tc.version, tc.treeFirst), func(t *testing.T) {
+			be, r := newRepoVersion(t, tc.version)
+			planted, _ := tree.Encode(&tree.Tree{}, r.TreeVersion())
+			id := r.Key().Hash(planted)
+			save := []func(){
+				func() {
+					if got, _, err := r.SaveTree(ctx, &tree.Tree{}); err != nil || got != id {
+						t.Fatalf("tree %v %v", got, err)
+					}
+				},
+				func() {
+					if _, err := r.SaveBlob(ctx, pack.Data, id, planted); err != nil {
+						t.Fatal(err)
+					}
+				},
+			}
+			if tc.treeFirst {
+				save[0], save[1] = save[1], save[0]
+			}
+			save[1]()
+			save[0]()
+			if _, err := r.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r = reopen(t, be)
+			_, dataOK := r.Index().Lookup(pack.Data, id)
+			_, treeOK := r.Index().Lookup(pack.Tree, id)
+			if tc.version >= 3 != (dataOK && treeOK) {
+				t.Fatalf("stored as data %v, as tree %v", dataOK, treeOK)
+			}
+			// Either way, both read back.
+			if tr, err := r.LoadTree(ctx, id); err != nil || len(tr.Nodes) != 0 {
+				t.Fatalf("load tree: %v", err)
+			}
+			if b, err := r.LoadBlob(ctx, pack.Data, id, nil); err != nil || !bytes.Equal(b, planted) {
+				t.Fatalf("load data: %v", err)
+			}
+			if tc.version >= 3 {
+				return
+			}
+			// Upgrade: a job that uses both, then every blob under its own type.
+			job := &Job{Project: "p", Tree: id}
+			if err := r.SaveJob(ctx, job); err != nil {
+				t.Fatal(err)
+			}
+			root := &tree.Tree{Nodes: []tree.Node{{Name: "empty", Type: tree.Dir, Subtree: id}, {Name: "f", Type: tree.File, Size: uint64(len(planted)), Content: []crypto.ID{id}}}}
+			rootID, _, err := r.SaveTree(ctx, root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			job2 := &Job{Project: "p", Tree: rootID}
+			if _, err := r.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.SaveJob(ctx, job2); err != nil {
+				t.Fatal(err)
+			}
+			st, err := r.Upgrade(ctx, []*Job{job, job2})
+			if err != nil || st.TypedAdded != 1 || st.To != 3 {
+				t.Fatalf("upgrade: %+v %v", st, err)
+			}
+			r = reopen(t, be)
+			if r.Config().Version != 3 {
+				t.Fatalf("version %d after upgrade", r.Config().Version)
+			}
+			_, dataOK = r.Index().Lookup(pack.Data, id)
+			_, treeOK = r.Index().Lookup(pack.Tree, id)
+			if !dataOK || !treeOK {
+				t.Fatalf("after upgrade: stored as data %v, as tree %v", dataOK, treeOK)
+			}
+			if st, err := r.Upgrade(ctx, nil); err != nil || st.TypedAdded != 0 {
+				t.Fatalf("second upgrade: %+v %v", st, err)
+			}
+		})
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/crypto"
 	"github.com/runup/runup/internal/index"
+	"github.com/runup/runup/internal/pack"
 	"github.com/runup/runup/internal/progress"
 	"github.com/runup/runup/internal/repo"
 	"github.com/runup/runup/internal/tree"
@@ -385,7 +386,7 @@ func (rs *restorer) file(path string, n *tree.Node) {
 	locs := make([]index.Location, len(n.Content))
 	var size int64
 	for i, id := range n.Content {
-		loc, ok := rs.r.Index().Lookup(id)
+		loc, ok := rs.r.Lookup(pack.Data, id)
 		if !ok {
 			rs.fail(path, fmt.Errorf("chunk %v is missing from the repository; file not restored", id.Short()))
 			return

@@ -106,6 +106,27 @@ func Run(t *testing.T, be backend.Backend) {
 			t.Fatalf("%d racing writers of one name succeeded", n)
 		}
 	})
+	t.Run("replace", func(t *testing.T) {
+		r, ok := be.(backend.Replacer)
+		if !ok {
+			t.Fatal("the backend cannot replace the config ('runup migrate' needs it)")
+		}
+		cfg := backend.Handle{Type: backend.Config}
+		if err := be.Save(ctx, cfg, []byte("v1")); err != nil && !errors.Is(err, backend.ErrExists) {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"v2", "v3"} {
+			if err := r.Replace(ctx, cfg, []byte(want)); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := backend.LoadAll(ctx, be, cfg); err != nil || string(got) != want {
+				t.Fatalf("after replace: %q %v, want %q", got, err, want)
+			}
+		}
+		if err := be.Remove(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("list-remove", func(t *testing.T) {
 		var names []string
 		for i := range 5 {

@@ -115,6 +115,24 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 	return nil
 }
 
+// Replace implements backend.Replacer: a temporary file, fsync, rename over
+// the old one, fsync of the directory.
+func (b *Backend) Replace(ctx context.Context, h backend.Handle, data []byte) error {
+	if err := validName(h); err != nil {
+		return err
+	}
+	final := b.path(h)
+	tmp, err := writeTemp(filepath.Dir(final), filepath.Base(final), data)
+	if err != nil {
+		return fmt.Errorf("replace %v: %w", h, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("replace %v: %w", h, err)
+	}
+	return syncDir(filepath.Dir(final))
+}
+
 func writeTemp(dir, base string, data []byte) (string, error) {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])

@@ -179,6 +179,17 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 	return nil
 }
 
+// Replace implements backend.Replacer: a PUT without a condition replaces
+// an object atomically.
+func (b *Backend) Replace(ctx context.Context, h backend.Handle, data []byte) error {
+	_, err := b.c.PutObject(ctx, b.cfg.Bucket, b.key(h), bytes.NewReader(data), int64(len(data)),
+		minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true})
+	if err != nil {
+		return b.wrap(fmt.Sprintf("replace %v", h), err)
+	}
+	return nil
+}
+
 // Load implements backend.Backend.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int64) ([]byte, error) {
 	opts := minio.GetObjectOptions{}

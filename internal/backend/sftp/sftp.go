@@ -164,11 +164,20 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 
 // Create makes the repository's directories.
 func (b *Backend) Create() error {
+	if err := b.c.MkdirAll(b.root); err != nil {
+		return fmt.Errorf("sftp: create %s: %w", b.root, err)
+	}
+	if err := b.c.Chmod(b.root, 0o700); err != nil {
+		return fmt.Errorf("sftp: create %s: %w", b.root, err)
+	}
 	for _, t := range backend.AllTypes {
 		if t == backend.Config {
 			continue
 		}
 		if err := b.c.MkdirAll(path.Join(b.root, string(t))); err != nil {
+			return fmt.Errorf("sftp: create %s: %w", path.Join(b.root, string(t)), err)
+		}
+		if err := b.c.Chmod(path.Join(b.root, string(t)), 0o700); err != nil {
 			return fmt.Errorf("sftp: create %s: %w", path.Join(b.root, string(t)), err)
 		}
 	}
@@ -207,30 +216,18 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 	final := b.path(h)
 	dir := path.Dir(final)
 	if h.Type == backend.Data {
-		if err := b.c.MkdirAll(dir); err != nil {
-			return wrap(fmt.Sprintf("save %v", h), err)
+		if _, err := b.c.Stat(dir); err != nil {
+			if err := b.c.MkdirAll(dir); err != nil {
+				return wrap(fmt.Sprintf("save %v", h), err)
+			}
+			_ = b.c.Chmod(dir, 0o700)
 		}
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := path.Join(dir, "."+path.Base(final)+".tmp-"+hex.EncodeToString(rnd[:]))
-	f, err := b.c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
-	if err != nil {
+	if err := b.writeFile(tmp, data); err != nil {
 		return wrap(fmt.Sprintf("save %v", h), err)
-	}
-	_, werr := f.Write(data)
-	if werr == nil {
-		// fsync@openssh.com; servers without it cannot promise durability.
-		if err := f.Sync(); err != nil && !strings.Contains(err.Error(), "extension") {
-			werr = err
-		}
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		_ = b.c.Remove(tmp)
-		return wrap(fmt.Sprintf("save %v", h), werr)
 	}
 	if err := b.c.Rename(tmp, final); err != nil {
 		_ = b.c.Remove(tmp)
@@ -238,6 +235,53 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
 		}
 		return wrap(fmt.Sprintf("save %v", h), err)
+	}
+	return nil
+}
+
+// writeFile writes a new file durably, readable by its owner alone: mode
+// 0600 from before its first byte (the server's default mode is often
+// world-readable), 0400 once complete, as repository files never change.
+func (b *Backend) writeFile(name string, data []byte) error {
+	f, err := b.c.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return err
+	}
+	werr := f.Chmod(0o600)
+	if werr == nil {
+		_, werr = f.Write(data)
+	}
+	if werr == nil {
+		// fsync@openssh.com; servers without it cannot promise durability.
+		if err := f.Sync(); err != nil && !strings.Contains(err.Error(), "extension") {
+			werr = err
+		}
+	}
+	if werr == nil {
+		werr = f.Chmod(0o400)
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		_ = b.c.Remove(name)
+	}
+	return werr
+}
+
+// Replace implements backend.Replacer with OpenSSH's posix-rename, which
+// replaces the target atomically.
+func (b *Backend) Replace(ctx context.Context, h backend.Handle, data []byte) error {
+	final := b.path(h)
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := path.Join(path.Dir(final), "."+path.Base(final)+".tmp-"+hex.EncodeToString(rnd[:]))
+	if err := b.writeFile(tmp, data); err != nil {
+		return wrap(fmt.Sprintf("replace %v", h), err)
+	}
+	if err := b.c.PosixRename(tmp, final); err != nil {
+		_ = b.c.Remove(tmp)
+		return wrap(fmt.Sprintf("replace %v", h), err)
 	}
 	return nil
 }

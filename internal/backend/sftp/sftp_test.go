@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/backend/backendtest"
 	"github.com/runup/runup/internal/testservers"
 )
@@ -48,5 +49,49 @@ func TestHostKeyChecked(t *testing.T) {
 	os.WriteFile(kh, []byte(other[0]+" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ4vOHUEZpDmb5dUH0OqkL8ncHq0bAq0tUC0yEydNq4\n"), 0o600)
 	if _, err := open(t, srv, t.TempDir()); err == nil || !strings.Contains(err.Error(), "HOST KEY HAS CHANGED") {
 		t.Fatalf("changed host key: %v", err)
+	}
+}
+
+// Repository files on an SFTP server are readable by their owner alone,
+// whatever the server's default mode: 0400 once written, in 0700 folders.
+// The config can be replaced atomically (for 'runup migrate').
+func TestModesAndReplace(t *testing.T) {
+	srv := testservers.StartSSHD(t)
+	root := filepath.Join(t.TempDir(), "repo")
+	be, err := open(t, srv, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	if err := be.Create(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, h := range []backend.Handle{{Type: backend.Keys, Name: "k1"}, {Type: backend.Data, Name: "ab12"}, {Type: backend.Config}} {
+		if err := be.Save(ctx, h, []byte("secret")); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(root, filepath.FromSlash(backend.Path(h))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o400 {
+			t.Errorf("%v: mode %v, want 0400", h, fi.Mode().Perm())
+		}
+	}
+	for _, d := range []string{"", "keys", "data", "data/ab", "index", "jobs", "locks"} {
+		fi, err := os.Stat(filepath.Join(root, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s/: mode %v, want 0700", d, fi.Mode().Perm())
+		}
+	}
+	if err := be.Replace(ctx, backend.Handle{Type: backend.Config}, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := backend.LoadAll(ctx, be, backend.Handle{Type: backend.Config}); err != nil || string(b) != "new" {
+		t.Fatalf("after replace: %q %v", b, err)
 	}
 }
