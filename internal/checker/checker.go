@@ -196,34 +196,32 @@ func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) 
 		return nil, err
 	}
 	// Numbers are never reused and only forget removes jobs (leaving a
-	// tombstone), so a gap is a job file that went missing.
-	for i := 1; i < len(nums); i++ {
-		for n := nums[i-1] + 1; n < nums[i]; n++ {
-			if !r.JobForgotten(ctx, n) {
-				c.problem("job", fmt.Sprint(n), errors.New("job record is missing (deleted or lost)"))
-				c.rep.DamagedJobs = append(c.rep.DamagedJobs, n)
-			}
-		}
+	// tombstone), so a number without either is a job record that went
+	// missing; the highest number this machine saw catches the newest.
+	missing, forged, err := r.MissingJobs(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if len(nums) > 0 {
-		for n := 1; n < nums[0]; n++ {
-			if !r.JobForgotten(ctx, n) {
-				c.problem("job", fmt.Sprint(n), errors.New("job record is missing (deleted or lost)"))
-				c.rep.DamagedJobs = append(c.rep.DamagedJobs, n)
-			}
-		}
+	for _, n := range missing {
+		c.problem("job", fmt.Sprint(n), errors.New("job record is missing without a tombstone (deleted, lost, or the repository was rolled back)"))
+		c.rep.DamagedJobs = append(c.rep.DamagedJobs, n)
+	}
+	for _, err := range forged {
+		c.problem("job", "tombstone", err)
 	}
 	used := map[index.Key]bool{}
 	for _, n := range nums {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		j, err := r.LoadJob(ctx, n)
+		j, bad, err := r.LoadJobRevisions(ctx, n)
+		for _, b := range bad {
+			c.problem("job", fmt.Sprint(n), b)
+		}
 		if err != nil {
 			if errors.Is(err, repo.ErrNoJob) {
 				continue
 			}
-			c.problem("job", fmt.Sprint(n), err)
 			c.rep.DamagedJobs = append(c.rep.DamagedJobs, n)
 			continue
 		}

@@ -214,10 +214,23 @@ kept by a policy: the --keep-* flags, or the project's keep: in runup.yaml
 				if !flagPolicy.Empty() {
 					return usageErr(errors.New("give job numbers or a --keep-* policy, not both"))
 				}
+				missing, _, err := s.MissingJobs(ctx)
+				if err != nil {
+					return err
+				}
 				for _, a := range args {
 					j, err := resolveJob(jobs, a)
 					if err != nil {
-						return err
+						// A job whose record is missing or damaged can be
+						// forgotten too: a tombstone says it is gone on purpose.
+						n, _ := strconv.Atoi(a)
+						_, _, lerr := s.LoadJobRevisions(ctx, n)
+						if !slices.Contains(missing, n) && !errors.Is(lerr, repo.ErrDamaged) {
+							return err
+						}
+						remove = append(remove, &repo.Job{Number: n})
+						g.printf("remove job %d  (its record is missing or damaged)\n", n)
+						continue
 					}
 					remove = append(remove, j)
 					g.printf("remove job %d  %s  %s\n", j.Number, j.Time.Local().Format("2006-01-02 15:04"), j.Project)

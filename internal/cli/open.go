@@ -28,6 +28,9 @@ import (
 // with --repo and no runup.yaml) and where the repository is.
 type env struct {
 	g       *globals
+	// What this machine remembers of the repository, once opened.
+	known      known.Repo
+	knownStore *known.Store
 	cache   *cache.Backend // nil for local repositories and --no-cache
 	dir     string         // absolute context
 	cfg     *config.Config
@@ -223,8 +226,16 @@ type session struct {
 	env  *env
 }
 
-// close releases the lock and the backend.
+// close releases the lock and the backend, and remembers the highest job
+// number seen, so that a job that vanishes later is noticed.
 func (s *session) close() {
+	if e := s.env; e.knownStore != nil && s.HighestJob() > e.known.MaxJob {
+		k := e.known
+		k.MaxJob = s.HighestJob()
+		if err := e.knownStore.Put(k); err != nil {
+			fmt.Fprintf(e.g.stderr, "warning: %v\n", err)
+		}
+	}
 	if s.lock != nil {
 		_ = s.lock.Unlock()
 	}
@@ -287,6 +298,7 @@ func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, e
 	o.RequireEncryption = pw != nil || (remembered && known_.Encrypted)
 	if remembered {
 		o.PreferKey = known_.KeyID
+		o.HighestJob = known_.MaxJob
 	}
 	r, err := repo.Open(ctx, be, func() ([]byte, error) {
 		if pw != nil {
@@ -323,6 +335,10 @@ func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, e
 		if err := store.Put(found); err != nil {
 			fmt.Fprintf(e.g.stderr, "warning: %v\n", err)
 		}
+		if remembered {
+			found.MaxJob = known_.MaxJob
+		}
+		e.known, e.knownStore = found, store
 	}
 	return r, nil
 }

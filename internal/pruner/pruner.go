@@ -59,6 +59,19 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 	}
 	r.ReplaceIndex(all)
 
+	// A job that vanished without a tombstone still needs its data: prune
+	// refuses to decide on such knowledge.
+	missing, forged, err := r.MissingJobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(forged) > 0 {
+		return nil, fmt.Errorf("%w; prune refuses to run (run 'runup check')", errors.Join(forged...))
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: job record(s) %v are missing without a tombstone, and prune would delete their data; run 'runup check' (if they were deleted on purpose, 'runup forget %d' records that)",
+			repo.ErrDamaged, missing, missing[0])
+	}
 	used, err := usedBlobs(ctx, r)
 	key := func(b pack.Blob) index.Key { return r.BlobKey(b.Type, b.ID) }
 	if err != nil {

@@ -32,6 +32,9 @@ type Job struct {
 	Tags       []string  `json:"tags,omitempty"`
 	Parent     int       `json:"parent,omitempty"`
 	Incomplete bool      `json:"incomplete,omitempty"`
+	// Revision repeats the record's file revision (tags written later), so
+	// that an old revision copied under a newer name is refused.
+	Revision int `json:"revision,omitempty"`
 	Program    string    `json:"program,omitempty"`
 	Summary    Summary   `json:"summary"`
 }
@@ -53,17 +56,31 @@ type Summary struct {
 
 func jobName(n int) string { return fmt.Sprintf("%010d", n) }
 
-// jobFiles is what jobs/ holds: for each number its newest record's file
-// and revision, and the numbers forgotten.
+// jobFiles is what jobs/ holds: for each number its record files, newest
+// revision first, the numbers forgotten (with a tombstone that verified),
+// and the tombstones that did not verify.
 type jobFiles struct {
-	latest    map[int]jobFile
-	all       map[int][]string
+	records   map[int][]jobFile
 	forgotten map[int]bool
+	forged    []error
+	highest   int // over every job file name, for numbering
 }
 
 type jobFile struct {
 	name string
 	rev  int
+}
+
+// live lists the numbers of jobs that have a record and no tombstone.
+func (jf *jobFiles) live() []int {
+	nums := make([]int, 0, len(jf.records))
+	for n := range jf.records {
+		if !jf.forgotten[n] {
+			nums = append(nums, n)
+		}
+	}
+	slices.Sort(nums)
+	return nums
 }
 
 // parseJobName reads "0000000042" (revision 0), "0000000042.r3" and
@@ -89,30 +106,87 @@ func parseJobName(name string) (n, rev int, forgotten, ok bool) {
 	return 0, 0, false, false
 }
 
+// maxJobFile bounds a job record or tombstone.
+const maxJobFile = 16 << 20
+
+// tombstone verifies a tombstone: sealed with the repository's key and
+// naming its own job. A file of the right name is not enough: anyone who
+// can write the storage could hide jobs, and the next prune would delete
+// their data.
+func (r *Repository) tombstone(ctx context.Context, n int) error {
+	name := jobName(n) + ".forgotten"
+	r.jobsMu.Lock()
+	ok := r.tombstones[name]
+	r.jobsMu.Unlock()
+	if ok {
+		return nil
+	}
+	sealed, err := backend.LoadAtMost(ctx, r.be, backend.Handle{Type: backend.Jobs, Name: name}, 4096)
+	if err != nil {
+		return err
+	}
+	plain, err := r.key.Open(nil, sealed)
+	if err != nil || string(plain) != jobName(n) {
+		return fmt.Errorf("%w: tombstone of job %d is forged or damaged (not sealed with the repository's key for this job)", ErrDamaged, n)
+	}
+	r.jobsMu.Lock()
+	r.tombstones[name] = true
+	r.jobsMu.Unlock()
+	return nil
+}
+
 func (r *Repository) listJobFiles(ctx context.Context) (*jobFiles, error) {
-	jf := &jobFiles{latest: map[int]jobFile{}, all: map[int][]string{}, forgotten: map[int]bool{}}
+	jf := &jobFiles{records: map[int][]jobFile{}, forgotten: map[int]bool{}}
+	var stones []int
 	err := r.be.List(ctx, backend.Jobs, func(fi backend.FileInfo) error {
 		n, rev, forgotten, ok := parseJobName(fi.Name)
-		switch {
-		case !ok:
-		case forgotten:
-			jf.forgotten[n] = true
-		default:
-			jf.all[n] = append(jf.all[n], fi.Name)
-			if cur, seen := jf.latest[n]; !seen || rev > cur.rev {
-				jf.latest[n] = jobFile{fi.Name, rev}
-			}
+		if !ok {
+			return nil
+		}
+		jf.highest = max(jf.highest, n)
+		if forgotten {
+			stones = append(stones, n)
+		} else {
+			jf.records[n] = append(jf.records[n], jobFile{fi.Name, rev})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	// A forgotten job whose record removal was interrupted is gone all the same.
-	for n := range jf.forgotten {
-		delete(jf.latest, n)
+	for _, files := range jf.records {
+		slices.SortFunc(files, func(a, b jobFile) int { return b.rev - a.rev })
 	}
+	for _, n := range stones {
+		err := r.tombstone(ctx, n)
+		switch {
+		case err == nil:
+			jf.forgotten[n] = true
+		case errors.Is(err, backend.ErrNotExist):
+		case errors.Is(err, ErrDamaged) || errors.Is(err, backend.ErrTooLarge):
+			jf.forged = append(jf.forged, err)
+		default:
+			return nil, err
+		}
+	}
+	r.noteJob(jf.highest)
 	return jf, nil
+}
+
+// noteJob records the highest job number seen, for the caller to remember.
+func (r *Repository) noteJob(n int) {
+	r.jobsMu.Lock()
+	r.highestJob = max(r.highestJob, n)
+	r.jobsMu.Unlock()
+}
+
+// HighestJob is the highest job number this process has seen in the
+// repository (records and tombstones alike). A machine that remembers it
+// notices jobs that vanished without a tombstone.
+func (r *Repository) HighestJob() int {
+	r.jobsMu.Lock()
+	defer r.jobsMu.Unlock()
+	return r.highestJob
 }
 
 // JobNumbers lists the numbers of all jobs, ascending.
@@ -121,36 +195,52 @@ func (r *Repository) JobNumbers(ctx context.Context) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	nums := make([]int, 0, len(jf.latest))
-	for n := range jf.latest {
-		nums = append(nums, n)
-	}
-	slices.Sort(nums)
-	return nums, nil
+	return jf.live(), nil
 }
 
-// JobForgotten reports whether job n was removed by forget, which leaves a
-// tombstone so that its number is never reused nor taken for lost.
-func (r *Repository) JobForgotten(ctx context.Context, n int) bool {
-	_, err := r.be.Stat(ctx, backend.Handle{Type: backend.Jobs, Name: jobName(n) + ".forgotten"})
-	return err == nil
+// MissingJobs lists the job numbers up to the highest seen (including
+// Options.HighestJob, what this machine remembers) that have neither a
+// record nor a verified tombstone: job records deleted or lost. Numbers are never
+// reused and only forget removes jobs, leaving a tombstone, so each is
+// damage; deleting data on such knowledge could lose the missing jobs'.
+// Forged tombstones are returned as problems.
+func (r *Repository) MissingJobs(ctx context.Context) (missing []int, forged []error, err error) {
+	jf, err := r.listJobFiles(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for n := 1; n <= r.HighestJob(); n++ {
+		if len(jf.records[n]) == 0 && !jf.forgotten[n] {
+			missing = append(missing, n)
+		}
+	}
+	return missing, jf.forged, nil
 }
 
 // ForgetJob removes a job: first its tombstone is written, then its records.
 // Interrupted, the job is already gone for readers; a later forget or prune
-// removes the leftover records.
+// removes the leftover records. A job whose record is already missing can
+// be forgotten too, which tells check and prune that it is gone on purpose.
 func (r *Repository) ForgetJob(ctx context.Context, n int) error {
 	jf, err := r.listJobFiles(ctx)
 	if err != nil {
 		return err
 	}
 	if !jf.forgotten[n] {
-		if err := r.save(ctx, backend.Handle{Type: backend.Jobs, Name: jobName(n) + ".forgotten"}, r.key.Seal(nil, []byte(jobName(n)))); err != nil && !errors.Is(err, backend.ErrExists) {
+		h := backend.Handle{Type: backend.Jobs, Name: jobName(n) + ".forgotten"}
+		err := r.save(ctx, h, r.key.Seal(nil, []byte(jobName(n))))
+		if errors.Is(err, backend.ErrExists) {
+			// A forged tombstone is in the way: replace it with a real one.
+			if err = r.Remove(ctx, h); err == nil {
+				err = r.save(ctx, h, r.key.Seal(nil, []byte(jobName(n))))
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("forget job %d: %w", n, err)
 		}
 	}
-	for _, name := range jf.all[n] {
-		if err := r.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: name}); err != nil {
+	for _, f := range jf.records[n] {
+		if err := r.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: f.name}); err != nil {
 			return fmt.Errorf("forget job %d: %w", n, err)
 		}
 	}
@@ -164,24 +254,25 @@ func (r *Repository) UpdateJob(ctx context.Context, j *Job) error {
 	if err != nil {
 		return err
 	}
-	cur, ok := jf.latest[j.Number]
-	if !ok {
+	files := jf.records[j.Number]
+	if len(files) == 0 || jf.forgotten[j.Number] {
 		return fmt.Errorf("job %d: %w", j.Number, ErrNoJob)
 	}
+	j.Revision = files[0].rev + 1
 	j.TreeHex = j.Tree.String()
 	plain, err := json.Marshal(j)
 	if err != nil {
 		return err
 	}
-	name := fmt.Sprintf("%s.r%d", jobName(j.Number), cur.rev+1)
+	name := fmt.Sprintf("%s.r%d", jobName(j.Number), j.Revision)
 	if err := r.save(ctx, backend.Handle{Type: backend.Jobs, Name: name}, r.key.Seal(nil, plain)); err != nil {
 		if errors.Is(err, backend.ErrExists) {
 			return fmt.Errorf("job %d was changed by another process meanwhile; try again", j.Number)
 		}
 		return err
 	}
-	for _, old := range jf.all[j.Number] {
-		if err := r.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: old}); err != nil {
+	for _, old := range files {
+		if err := r.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: old.name}); err != nil {
 			return err
 		}
 	}
@@ -197,22 +288,68 @@ func (r *Repository) LoadJob(ctx context.Context, n int) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, ok := jf.latest[n]
-	if !ok {
+	if jf.forgotten[n] || len(jf.records[n]) == 0 {
 		return nil, fmt.Errorf("job %d: %w", n, ErrNoJob)
 	}
-	return r.loadJobFile(ctx, n, f.name)
+	j, _, err := r.loadNewest(ctx, n, jf.records[n])
+	return j, err
 }
 
-func (r *Repository) loadJobFile(ctx context.Context, n int, name string) (*Job, error) {
-	plain, err := r.loadSealed(ctx, backend.Handle{Type: backend.Jobs, Name: name})
+// LoadJobRevisions is LoadJob for check: it also returns the newer
+// revisions of the record that failed to verify.
+func (r *Repository) LoadJobRevisions(ctx context.Context, n int) (*Job, []error, error) {
+	jf, err := r.listJobFiles(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if jf.forgotten[n] || len(jf.records[n]) == 0 {
+		return nil, nil, fmt.Errorf("job %d: %w", n, ErrNoJob)
+	}
+	return r.loadNewest(ctx, n, jf.records[n])
+}
+
+// loadNewest reads the newest revision of a job that verifies. Revisions
+// that do not are returned as problems: a damaged or forged newest
+// revision must not hide the job.
+func (r *Repository) loadNewest(ctx context.Context, n int, files []jobFile) (*Job, []error, error) {
+	var problems []error
+	for _, f := range files {
+		j, err := r.loadJobFile(ctx, n, f)
+		if err == nil {
+			return j, problems, nil
+		}
+		if !errors.Is(err, ErrDamaged) {
+			return nil, problems, err
+		}
+		problems = append(problems, err)
+	}
+	return nil, problems, problems[0]
+}
+
+func (r *Repository) loadJobFile(ctx context.Context, n int, f jobFile) (*Job, error) {
+	h := backend.Handle{Type: backend.Jobs, Name: f.name}
+	sealed, err := backend.LoadAtMost(ctx, r.be, h, maxJobFile)
 	if err != nil {
 		if errors.Is(err, backend.ErrNotExist) {
 			return nil, fmt.Errorf("job %d: %w", n, ErrNoJob)
 		}
+		if errors.Is(err, backend.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: job %d: %v", ErrDamaged, n, err)
+		}
 		return nil, fmt.Errorf("job %d: %w", n, err)
 	}
-	return decodeJob(plain, n)
+	plain, err := r.key.Open(nil, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: job %d: %v: %v", ErrDamaged, n, h, err)
+	}
+	j, err := decodeJob(plain, n)
+	if err != nil {
+		return nil, err
+	}
+	if j.Revision != 0 && j.Revision != f.rev {
+		return nil, fmt.Errorf("%w: job %d: %v holds revision %d", ErrDamaged, n, h, j.Revision)
+	}
+	return j, nil
 }
 
 // decodeJob parses a job record's plaintext; n is the number its file name
@@ -229,30 +366,27 @@ func decodeJob(plain []byte, n int) (*Job, error) {
 	return &j, nil
 }
 
-// Jobs loads every job record. Damaged records are returned as problems,
-// not failures, so that one bad file does not hide the others.
+// Jobs loads every job record. Damaged records and forged tombstones are
+// returned as problems, not failures, so that one bad file does not hide
+// the others.
 func (r *Repository) Jobs(ctx context.Context) ([]*Job, []error, error) {
 	jf, err := r.listJobFiles(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	nums := make([]int, 0, len(jf.latest))
-	for n := range jf.latest {
-		nums = append(nums, n)
-	}
-	slices.Sort(nums)
-	var (
-		jobs     []*Job
-		problems []error
-	)
-	for _, n := range nums {
-		j, err := r.loadJobFile(ctx, n, jf.latest[n].name)
+	var jobs []*Job
+	problems := slices.Clone(jf.forged)
+	for _, n := range jf.live() {
+		j, probs, err := r.loadNewest(ctx, n, jf.records[n])
+		problems = append(problems, probs...)
 		if err != nil {
 			if errors.Is(err, ErrNoJob) {
 				continue // forgotten meanwhile
 			}
-			problems = append(problems, err)
-			continue
+			if !errors.Is(err, ErrDamaged) {
+				return nil, nil, err
+			}
+			continue // its problems are reported
 		}
 		jobs = append(jobs, j)
 	}
@@ -267,15 +401,11 @@ func (r *Repository) SaveJob(ctx context.Context, j *Job) error {
 	if err != nil {
 		return err
 	}
-	// Numbers are never reused: forgotten jobs count too.
-	next := 1
-	for n := range jf.all {
-		next = max(next, n+1)
-	}
-	for n := range jf.forgotten {
-		next = max(next, n+1)
-	}
+	// Numbers are never reused: forgotten jobs count too, and so do jobs
+	// this machine saw that have vanished since.
+	next := max(jf.highest, r.HighestJob()) + 1
 	j.TreeHex = j.Tree.String()
+	j.Revision = 0
 	for range 1000 {
 		j.Number = next
 		plain, err := json.Marshal(j)
@@ -284,6 +414,7 @@ func (r *Repository) SaveJob(ctx context.Context, j *Job) error {
 		}
 		err = r.save(ctx, backend.Handle{Type: backend.Jobs, Name: jobName(next)}, r.key.Seal(nil, plain))
 		if err == nil {
+			r.noteJob(next)
 			return nil
 		}
 		if !errors.Is(err, backend.ErrExists) {
@@ -302,8 +433,8 @@ func (r *Repository) CleanForgotten(ctx context.Context) error {
 		return err
 	}
 	for n := range jf.forgotten {
-		for _, name := range jf.all[n] {
-			if err := r.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: name}); err != nil {
+		for _, f := range jf.records[n] {
+			if err := r.Remove(ctx, backend.Handle{Type: backend.Jobs, Name: f.name}); err != nil {
 				return err
 			}
 		}

@@ -85,6 +85,10 @@ type Options struct {
 	// whenever the user gave a password. Nothing but the config and the key
 	// files is read before the refusal.
 	RequireEncryption bool
+	// HighestJob is the highest job number this machine saw in the
+	// repository before: jobs up to it must exist or have a tombstone, and
+	// its number is never given again.
+	HighestJob int
 	// Lock sets lock refresh and stale times (zero: the defaults).
 	Lock LockTiming
 	// PreferKey names the key file to try first (the one that opened the
@@ -107,6 +111,10 @@ type Repository struct {
 
 	indexMu    sync.Mutex
 	indexFiles map[string]bool // names of loaded index files
+
+	jobsMu     sync.Mutex
+	tombstones map[string]bool // verified tombstones
+	highestJob int
 }
 
 // PasswordFunc supplies a password when one is needed; it is not called for
@@ -386,7 +394,7 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 			cfg.ChunkMin, cfg.ChunkAvg, cfg.ChunkMax, cfg.PackSize)
 	}
 	r := &Repository{be: be, key: key, cfg: cfg, keyID: keyID, opts: o, idx: index.New(),
-		indexFiles: map[string]bool{}}
+		indexFiles: map[string]bool{}, tombstones: map[string]bool{}, highestJob: o.HighestJob}
 	if r.comp, err = newCompressor(o.Compression); err != nil {
 		return nil, err
 	}

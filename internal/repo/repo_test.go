@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -560,6 +561,96 @@ func TestTypedIdentity(t *testing.T) {
 			}
 			if st, err := r.Upgrade(ctx, nil); err != nil || st.TypedAdded != 0 {
 				t.Fatalf("second upgrade: %+v %v", st, err)
+			}
+		})
+	}
+}
+
+// Files that change what RunUp believes about jobs are verified before
+// they are acted on: a forged tombstone hides nothing, a forged newer
+// revision does not hide the job, and a job that vanished without a
+// tombstone is reported (the newest too, given what a machine remembers).
+func TestJobFilesVerified(t *testing.T) {
+	ctx := context.Background()
+	h := func(name string) backend.Handle { return backend.Handle{Type: backend.Jobs, Name: name} }
+	for _, tc := range []struct {
+		name    string
+		harm    func(t *testing.T, be backend.Backend, r *Repository)
+		live    []int
+		missing []int
+		floor   int
+		forged  int
+	}{
+		{name: "intact", live: []int{1, 2, 3}},
+		{name: "junk tombstone", live: []int{1, 2, 3}, forged: 1, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			be.Save(ctx, h("0000000002.forgotten"), []byte("junk"))
+		}},
+		{name: "another job's tombstone", live: []int{1, 2, 3}, forged: 1, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			be.Save(ctx, h("0000000003.forgotten"), r.key.Seal(nil, []byte(jobName(1))))
+		}},
+		{name: "real forget", live: []int{1, 3}, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			if err := r.ForgetJob(ctx, 2); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "forget replaces a forged tombstone", live: []int{1, 3}, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			be.Save(ctx, h("0000000002.forgotten"), []byte("junk"))
+			if err := r.ForgetJob(ctx, 2); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "record deleted", live: []int{1, 3}, missing: []int{2}, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			be.Remove(ctx, h("0000000002"))
+		}},
+		{name: "newest deleted, remembered", live: []int{1, 2}, missing: []int{3}, floor: 3, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			be.Remove(ctx, h("0000000003"))
+		}},
+		{name: "forged newer revision", live: []int{1, 2, 3}, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			be.Save(ctx, h("0000000002.r7"), []byte("junk"))
+		}},
+		{name: "old revision replayed under a newer name", live: []int{1, 2, 3}, harm: func(t *testing.T, be backend.Backend, r *Repository) {
+			j, _ := r.LoadJob(ctx, 2)
+			j.Tags = []string{"new"}
+			if err := r.UpdateJob(ctx, j); err != nil {
+				t.Fatal(err)
+			}
+			old, _ := backend.LoadAll(ctx, be, h("0000000002.r1"))
+			be.Save(ctx, h("0000000002.r2"), old)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be, r := newRepo(t, []byte("pw"))
+			for range 3 {
+				if err := r.SaveJob(ctx, &Job{Project: "p"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.harm != nil {
+				tc.harm(t, be, r)
+			}
+			r = reopen(t, be)
+			r.noteJob(tc.floor) // as Options.HighestJob does
+			live, err := r.JobNumbers(ctx)
+			if err != nil || !slices.Equal(live, tc.live) {
+				t.Fatalf("live jobs %v %v, want %v", live, err, tc.live)
+			}
+			missing, forged, err := r.MissingJobs(ctx)
+			if err != nil || !slices.Equal(missing, tc.missing) || len(forged) != tc.forged {
+				t.Fatalf("missing %v forged %v (%v), want %v and %d", missing, forged, err, tc.missing, tc.forged)
+			}
+			jobs, _, err := r.Jobs(ctx)
+			if err != nil || len(jobs) != len(tc.live) {
+				t.Fatalf("%d jobs load: %v", len(jobs), err)
+			}
+			for _, n := range tc.live {
+				if _, err := r.LoadJob(ctx, n); err != nil {
+					t.Fatalf("job %d: %v", n, err)
+				}
+			}
+			// Numbers are never reused, whatever a tombstone claims.
+			j := &Job{Project: "p"}
+			if err := r.SaveJob(ctx, j); err != nil || j.Number != 4 {
+				t.Fatalf("next job %d: %v", j.Number, err)
 			}
 		})
 	}
