@@ -76,7 +76,11 @@ func newCompressor(mode Compression) (*compressor, error) {
 		return nil, err
 	}
 	// Restore reads with two workers a core; each needs a decoder of its own.
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(2*n), zstd.WithDecoderMaxMemory(1<<30))
+	// The storage is not trusted: a decode never produces more than the
+	// caller's buffer holds (the blob's stated length), whatever the frames
+	// claim, and no frame may ask for a window beyond the largest blob.
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(2*n), zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderMaxMemory(maxRawBlob), zstd.WithDecoderMaxWindow(2*chunkMax))
 	if err != nil {
 		return nil, err
 	}
@@ -111,23 +115,37 @@ func (c *compressor) compress(dst, src []byte, probe bool) ([]byte, bool) {
 	return out, true
 }
 
+// maxUnsizedFrame bounds a group whose frame does not state its size. The
+// encoder leaves the size out only below 256 bytes (a backup's last group
+// can be that small), so this is generous and still cheap.
+const maxUnsizedFrame = 64 << 10
+
 // decompress decompresses src, which must hold exactly rawLen bytes, or,
-// with rawLen < 0, at most -rawLen bytes.
+// with rawLen < 0 (a group), the size its frame states, at most -rawLen
+// (maxUnsizedFrame when it states none). The work is bounded by that size:
+// the decoder writes into a buffer of exactly that capacity and fails
+// rather than grow it, however many frames follow or whatever they claim.
 func (c *compressor) decompress(dst, src []byte, rawLen int) ([]byte, error) {
+	n, err := frameSize(src)
+	exact := true
+	switch {
+	case rawLen < 0 && err != nil:
+		rawLen, exact = min(-rawLen, maxUnsizedFrame), false
+	case rawLen < 0 && n > uint64(-rawLen):
+		return nil, fmt.Errorf("group of %d bytes is over the limit of %d", n, -rawLen)
+	case rawLen < 0:
+		rawLen = int(n)
+	case err == nil && n != uint64(rawLen):
+		return nil, fmt.Errorf("frame states %d bytes, want %d", n, rawLen)
+	}
 	if cap(dst) < rawLen {
 		dst = make([]byte, 0, rawLen)
 	}
-	if rawLen < 0 {
-		// A group's size is only bounded; the frame header says its size.
-		if n, err := frameSize(src); err != nil || n > uint64(-rawLen) {
-			return nil, fmt.Errorf("group of %d bytes is over the limit of %d (%v)", n, -rawLen, err)
-		}
-	}
-	out, err := c.dec.DecodeAll(src, dst[:0])
+	out, err := c.dec.DecodeAll(src, dst[:0:rawLen])
 	if err != nil {
 		return nil, err
 	}
-	if rawLen >= 0 && len(out) != rawLen || rawLen < 0 && len(out) > -rawLen {
+	if exact && len(out) != rawLen {
 		return nil, fmt.Errorf("decompressed %d bytes, want %d", len(out), rawLen)
 	}
 	return out, nil
