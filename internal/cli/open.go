@@ -27,14 +27,14 @@ import (
 // env is what a command works with: the context, its config (nil when run
 // with --repo and no runup.yaml) and where the repository is.
 type env struct {
-	g       *globals
+	g *globals
 	// What this machine remembers of the repository, once opened.
 	known      known.Repo
 	knownStore *known.Store
-	cache   *cache.Backend // nil for local repositories and --no-cache
-	dir     string         // absolute context
-	cfg     *config.Config
-	repoLoc string
+	cache      *cache.Backend // nil for local repositories and --no-cache
+	dir        string         // absolute context
+	cfg        *config.Config
+	repoLoc    string
 }
 
 // loadEnv finds the context, its runup.yaml (which may be missing only when

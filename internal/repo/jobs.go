@@ -34,9 +34,9 @@ type Job struct {
 	Incomplete bool      `json:"incomplete,omitempty"`
 	// Revision repeats the record's file revision (tags written later), so
 	// that an old revision copied under a newer name is refused.
-	Revision int `json:"revision,omitempty"`
-	Program    string    `json:"program,omitempty"`
-	Summary    Summary   `json:"summary"`
+	Revision int     `json:"revision,omitempty"`
+	Program  string  `json:"program,omitempty"`
+	Summary  Summary `json:"summary"`
 }
 
 // Summary holds a backup's figures.
