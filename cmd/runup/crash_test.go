@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/runup/runup/internal/known"
 )
 
 // crashEnv is a project with one job, and a second job's worth of changes
@@ -50,11 +52,18 @@ func newCrashEnv(t *testing.T) *crashEnv {
 	return e
 }
 
+// copyDir copies a repository over another location. The copy is a
+// rollback this machine would notice (jobs it saw vanish), so it forgets
+// what it knew of the location, as a user restoring an old copy would.
 func copyDir(t *testing.T, from, to string) {
 	t.Helper()
 	os.RemoveAll(to)
 	if out, err := exec.Command("cp", "-a", from, to).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
+	}
+	abs, _ := filepath.Abs(to)
+	if _, err := known.Open(os.Getenv("RUNUP_KNOWN_REPOSITORIES")).Forget(abs); err != nil {
+		t.Fatal(err)
 	}
 }
 

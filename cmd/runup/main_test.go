@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 		}
 	}
 	binDir = dir
+	// What the binary remembers of repositories goes to a file of the
+	// tests', never to the user's config.
+	os.Setenv("RUNUP_KNOWN_REPOSITORIES", filepath.Join(dir, "known-repositories.json"))
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -153,10 +153,14 @@ func LoadAtMost(ctx context.Context, b Backend, h Handle, limit int64) ([]byte, 
 	return b.Load(ctx, h, 0, fi.Size)
 }
 
+// ErrRange is returned (wrapped) for a read beyond a file's end: the file
+// is shorter than whoever asked believed, which for a pack is damage.
+var ErrRange = errors.New("read beyond the end of the file")
+
 // CheckRange validates a Load request against a file size.
 func CheckRange(h Handle, size, offset, length int64) error {
 	if offset < 0 || length < 0 || offset > size || (length > 0 && offset+length > size) {
-		return fmt.Errorf("%v: read of %d bytes at %d beyond its size %d", h, length, offset, size)
+		return fmt.Errorf("%v: %w: %d bytes at %d, size %d", h, ErrRange, length, offset, size)
 	}
 	return nil
 }

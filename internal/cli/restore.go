@@ -92,40 +92,54 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 	}
 	cleared := map[string]bool{}
 	var results []restoreResult
-	failed := 0
+	failed, damaged := 0, 0
 	for _, j := range selected {
-		loc := j.Base
-		if j.InContext {
-			loc = e.dir
+		dest, err := e.restoreTarget(j, o.location)
+		if err != nil {
+			return err
 		}
-		if o.location != "" {
-			loc = o.location
-			if !filepath.IsAbs(loc) {
-				loc = filepath.Join(e.dir, loc)
+		if d := e.localRepoDir(); d != "" {
+			for _, p := range dest.clear() {
+				if within(p, d) {
+					return usageErr(fmt.Errorf("location %s is inside the repository; choose another", p))
+				}
 			}
-			loc = filepath.Clean(loc)
-		}
-		if d := e.localRepoDir(); d != "" && (loc == d || strings.HasPrefix(loc, d+string(filepath.Separator))) {
-			return usageErr(fmt.Errorf("location %s is inside the repository; choose another", loc))
 		}
 		if !o.force {
-			ok, err := confirm(g, fmt.Sprintf("Are you sure you want to restore the project %q? [Y/n] ", j.Project))
+			q := fmt.Sprintf("Restore job %d of project %q (%s) %s? [Y/n] ", j.Number, j.Project,
+				j.Time.Local().Format("2006-01-02 15:04"), dest.describe())
+			ok, err := confirm(g, q, true)
 			if err != nil {
 				return err
 			}
 			if !ok {
 				return errors.New("restore cancelled; nothing was changed")
 			}
+			if o.clearLocation {
+				ok, err := confirm(g, fmt.Sprintf("--clear-location first DELETES everything in %s (but the repository and runup.yaml). Delete? [y/N] ",
+					strings.Join(dest.clear(), ", ")), false)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return errors.New("restore cancelled; nothing was changed")
+				}
+			}
 		}
-		if o.clearLocation && !cleared[loc] {
+		if o.clearLocation {
 			keep := []string{e.localRepoDir()}
 			if e.cfg != nil {
 				keep = append(keep, e.cfg.File)
 			}
-			if err := restorer.ClearLocation(loc, keep); err != nil {
-				return err
+			for _, p := range dest.clear() {
+				if cleared[p] {
+					continue
+				}
+				if err := restorer.ClearLocation(p, keep); err != nil {
+					return err
+				}
+				cleared[p] = true
 			}
-			cleared[loc] = true
 		}
 		rep := &reporter{g: g}
 		stats := &restorer.Stats{}
@@ -135,21 +149,26 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 				progress.Bytes(stats.BytesWritten.Load()), progress.Bytes(stats.BytesTotal.Load()),
 				progress.Rate(stats.BytesWritten.Load(), time.Since(start)))
 		})
-		res, err := restorer.Restore(ctx, r.Repository, j, restorer.Options{Target: loc, Include: o.include, Exclude: o.exclude,
-			Reporter: rep, Stats: stats, Workers: e.readers()})
+		res, err := restorer.Restore(ctx, r.Repository, j, restorer.Options{Target: dest.root, Within: dest.within,
+			Include: o.include, Exclude: o.exclude, Reporter: rep, Stats: stats, Workers: e.readers()})
 		line.Stop()
 		if err != nil {
 			return fmt.Errorf("restore of job %d: %w", j.Number, err)
 		}
-		results = append(results, restoreResult{Job: j.Number, Project: j.Project, Location: loc, Result: res})
+		results = append(results, restoreResult{Job: j.Number, Project: j.Project, Location: dest.root, Result: res})
+		where := dest.describe()
 		if res.Errors > 0 {
 			failed += res.Errors
-			g.printf("Project %q restored from job %d into %s with %d errors (see above).\n", j.Project, j.Number, loc, res.Errors)
+			damaged += res.Damaged
+			g.printf("Project %q restored from job %d %s with %d errors (see above).\n", j.Project, j.Number, where, res.Errors)
 		} else {
-			g.printf("Project %q restored from job %d into %s.\n", j.Project, j.Number, loc)
+			g.printf("Project %q restored from job %d %s.\n", j.Project, j.Number, where)
 		}
 		g.printf("  %d files (%d already up to date), %d dirs, %s in %.1fs\n", res.Files, res.Skipped, res.Dirs,
 			progress.Bytes(res.Bytes), time.Since(start).Seconds())
+		if res.Outside > 0 {
+			g.printf("  %d entries of the job lie outside what runup.yaml includes for %q today and were not restored (see the warnings; restore them with -l DIR)\n", res.Outside, j.Project)
+		}
 	}
 	if g.json {
 		enc := json.NewEncoder(g.stdout)
@@ -158,10 +177,78 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 			return err
 		}
 	}
+	if damaged > 0 {
+		return withCode(ExitDamaged, fmt.Errorf("%d entries could not be restored correctly, %d of them because of damaged repository data (named above; run 'runup check')", failed, damaged))
+	}
 	if failed > 0 {
 		return fmt.Errorf("%d entries could not be restored correctly (named above)", failed)
 	}
 	return nil
+}
+
+// restoreDest is where a job is restored: the directory its root stands
+// for, and for an in-place restore the paths the job may write.
+type restoreDest struct {
+	root   string
+	within []string // nil: all of root (a location the user named)
+}
+
+// clear lists what --clear-location empties: the named location, or each
+// path an in-place restore writes.
+func (d restoreDest) clear() []string {
+	if d.within == nil {
+		return []string{d.root}
+	}
+	return d.within
+}
+
+func (d restoreDest) describe() string {
+	if d.within == nil {
+		return "into " + d.root
+	}
+	return "in place, into " + strings.Join(d.within, ", ")
+}
+
+// restoreTarget decides where a job goes. The repository never decides:
+// with -l, under the location the user names; in place, only inside what
+// the local runup.yaml includes for the project today. The job's own record
+// of where it came from (its base) is not trusted.
+func (e *env) restoreTarget(j *repo.Job, location string) (restoreDest, error) {
+	if location != "" {
+		loc := location
+		if !filepath.IsAbs(loc) {
+			loc = filepath.Join(e.dir, loc)
+		}
+		return restoreDest{root: filepath.Clean(loc)}, nil
+	}
+	if e.cfg == nil {
+		return restoreDest{}, usageErr(errors.New("without a runup.yaml, a restore goes only where you say: name a location with -l DIR"))
+	}
+	plans, err := e.plans([]string{j.Project}, "")
+	if err != nil {
+		return restoreDest{}, usageErr(fmt.Errorf("job %d is of project %q, which %s does not name today: restore it with -l DIR", j.Number, j.Project, e.cfg.File))
+	}
+	// The job's tree stands for the context when it said so at backup
+	// time, for / otherwise; today's includes confine it either way.
+	root := "/"
+	if j.InContext {
+		root = e.dir
+	}
+	var paths []string
+	for _, p := range plans[0].paths {
+		if within(p, root) {
+			paths = append(paths, p)
+		}
+	}
+	if len(paths) == 0 {
+		return restoreDest{}, usageErr(fmt.Errorf("job %d holds files of %s, where project %q includes nothing today: restore it with -l DIR", j.Number, root, j.Project))
+	}
+	return restoreDest{root: root, within: paths}, nil
+}
+
+// within reports whether path p is dir or lies below it.
+func within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+string(filepath.Separator))
 }
 
 // selectJobs picks what to restore, as the original did: a project's latest
@@ -211,8 +298,8 @@ func (e *env) selectJobs(jobs []*repo.Job, args []string, num int) ([]*repo.Job,
 	return out, nil
 }
 
-// confirm asks a yes/no question on stdin; an empty answer is yes.
-func confirm(g *globals, question string) (bool, error) {
+// confirm asks a yes/no question on stdin; an empty answer is def.
+func confirm(g *globals, question string, def bool) (bool, error) {
 	fmt.Fprint(g.stderr, question)
 	line, err := bufio.NewReader(g.stdin).ReadString('\n')
 	if err != nil && line == "" {
@@ -220,7 +307,9 @@ func confirm(g *globals, question string) (bool, error) {
 		return false, errors.New("no answer to the question (no input); use -f to restore without asking")
 	}
 	switch strings.ToLower(strings.TrimSpace(line)) {
-	case "", "y", "yes":
+	case "":
+		return def, nil
+	case "y", "yes":
 		return true, nil
 	}
 	return false, nil

@@ -127,7 +127,7 @@ func (r *Repository) tombstone(ctx context.Context, n int) error {
 	}
 	plain, err := r.key.Open(nil, sealed)
 	if err != nil || string(plain) != jobName(n) {
-		return fmt.Errorf("%w: tombstone of job %d is forged or damaged (not sealed with the repository's key for this job)", ErrDamaged, n)
+		return fmt.Errorf("tombstone of job %d: %w: forged or damaged (not sealed with the repository's key for this job)", n, ErrDamaged)
 	}
 	r.jobsMu.Lock()
 	r.tombstones[name] = true
@@ -334,20 +334,20 @@ func (r *Repository) loadJobFile(ctx context.Context, n int, f jobFile) (*Job, e
 			return nil, fmt.Errorf("job %d: %w", n, ErrNoJob)
 		}
 		if errors.Is(err, backend.ErrTooLarge) {
-			return nil, fmt.Errorf("%w: job %d: %v", ErrDamaged, n, err)
+			return nil, fmt.Errorf("job %d: %w: %v", n, ErrDamaged, err)
 		}
 		return nil, fmt.Errorf("job %d: %w", n, err)
 	}
 	plain, err := r.key.Open(nil, sealed)
 	if err != nil {
-		return nil, fmt.Errorf("%w: job %d: %v: %v", ErrDamaged, n, h, err)
+		return nil, fmt.Errorf("job %d: %w: %v: %v", n, ErrDamaged, h, err)
 	}
 	j, err := decodeJob(plain, n)
 	if err != nil {
 		return nil, err
 	}
 	if j.Revision != 0 && j.Revision != f.rev {
-		return nil, fmt.Errorf("%w: job %d: %v holds revision %d", ErrDamaged, n, h, j.Revision)
+		return nil, fmt.Errorf("job %d: %w: %v holds revision %d", n, ErrDamaged, h, j.Revision)
 	}
 	return j, nil
 }
@@ -357,11 +357,11 @@ func (r *Repository) loadJobFile(ctx context.Context, n int, f jobFile) (*Job, e
 func decodeJob(plain []byte, n int) (*Job, error) {
 	var j Job
 	if err := json.Unmarshal(plain, &j); err != nil {
-		return nil, fmt.Errorf("%w: job %d: %v", ErrDamaged, n, err)
+		return nil, fmt.Errorf("job %d: %w: %v", n, ErrDamaged, err)
 	}
 	var err error
 	if j.Tree, err = crypto.ParseID(j.TreeHex); err != nil || j.Number != n {
-		return nil, fmt.Errorf("%w: job %d: bad record", ErrDamaged, n)
+		return nil, fmt.Errorf("job %d: %w: bad record", n, ErrDamaged)
 	}
 	return &j, nil
 }

@@ -5,13 +5,18 @@
 // plans every chunk read grouped by pack and ordered by offset; then reads
 // each pack's needed ranges once, in parallel, verifying every blob and
 // writing it at its offsets into pre-sized files; then sets metadata, a
-// file's as soon as its content is complete and directories last, deepest
-// first.
+// file's as soon as its content is complete and verified, directories last,
+// deepest first.
 //
-// The repository is not trusted: names are validated by the tree decoder,
-// and restore never writes through a symbolic link it did not create: links
-// and other non-directories in the way of a directory are removed, and
-// files are opened with O_NOFOLLOW.
+// The repository is not trusted. It never decides where files go: the
+// caller names the target, and for an in-place restore the paths the
+// local config includes today (Options.Within); whatever a job holds
+// outside them is skipped and reported. Names are validated by the tree
+// decoder and again here. Every operation is relative to a directory
+// descriptor and never follows a symbolic link (see root), so a link planted
+// in the target, before or during the restore, cannot redirect a write. A
+// file whose content cannot be verified is removed, never left with the
+// job's size and time.
 package restorer
 
 import (
@@ -20,18 +25,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/bmatcuk/doublestar/v4"
-	"golang.org/x/sys/unix"
 
 	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/crypto"
@@ -57,6 +60,12 @@ type Stats struct {
 type Options struct {
 	// Target is the absolute directory the job's root is restored into.
 	Target string
+	// Within, when set, confines the restore to these absolute paths
+	// (inside Target): entries at or below them are restored; directories
+	// above them are made if missing but otherwise left alone; anything
+	// else the job holds is skipped and reported. An in-place restore
+	// passes what the local runup.yaml includes today.
+	Within []string
 	// Include and Exclude are glob patterns (with **) on paths relative to
 	// the job's root; a match on a directory covers everything below it.
 	Include, Exclude []string
@@ -71,13 +80,17 @@ type Result struct {
 	Files, Dirs, Others, Skipped int
 	Bytes                        int64
 	Errors                       int
+	// Damaged counts the errors due to damaged or missing repository data.
+	Damaged int `json:"damaged,omitempty"`
+	// Outside counts entries of the job outside Within, not restored.
+	Outside int `json:"outside,omitempty"`
 }
 
 // fileState follows one file through the content phase. The file is
 // created when its first chunk arrives and opened only for each write, so a
 // restore of a million files never holds more descriptors than workers.
 type fileState struct {
-	path      string
+	rel       string
 	node      *tree.Node
 	size      int64
 	openMu    sync.Mutex
@@ -85,30 +98,6 @@ type fileState struct {
 	remaining int // blobs still to write, under restorer.mu
 	failed    bool
 	metaDone  bool // set with the content, through the descriptor
-}
-
-// open creates and pre-sizes the file on first use: chunks land at their
-// offsets in any order, and chunks of zeros are never written (holes). A
-// file of one chunk that is written whole needs no pre-sizing. Raw
-// descriptors: an os.File would register each with the poller.
-func (st *fileState) open(whole bool) (int, error) {
-	st.openMu.Lock()
-	defer st.openMu.Unlock()
-	if st.created {
-		return unix.Open(st.path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	}
-	fd, err := unix.Open(st.path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return -1, err
-	}
-	if !whole {
-		if err := unix.Ftruncate(fd, st.size); err != nil {
-			unix.Close(fd)
-			return -1, err
-		}
-	}
-	st.created = true
-	return fd, nil
 }
 
 type target struct {
@@ -124,19 +113,31 @@ type blobPlan struct {
 // dirMeta is a directory waiting for its metadata. It holds a copy of the
 // node, not a pointer into its tree, so that restored trees can be freed.
 type dirMeta struct {
-	path string
+	rel  string
 	node tree.Node
 }
+
+// where an entry lies with respect to Options.Within.
+type where int
+
+const (
+	inside  where = iota // restored
+	leading              // a directory above what is restored: made if missing
+	outside              // not restored
+)
 
 type restorer struct {
 	r      *repo.Repository
 	o      Options
+	fs     *root
 	ctx    context.Context
+	cancel context.CancelCauseFunc
 	isRoot bool
+	within []string // Options.Within relative to the target; "" is all of it
 
 	plan      map[crypto.ID][]*blobPlan // by pack, for the current batch
 	blobs     map[crypto.ID]*blobPlan   // by blob, to share a read among targets
-	planned   int                       // files in the current batch
+	files     []*fileState              // files of the current batch
 	dirs      []dirMeta
 	links     [][2]string // hard links to make: existing path, new path
 	inodes    map[[2]uint64]string
@@ -147,9 +148,10 @@ type restorer struct {
 	readers   sync.Pool     // *reader
 	batchSize int           // files planned before they are read
 
-	mu     sync.Mutex
-	errors atomic.Int64
-	res    Result
+	mu      sync.Mutex
+	errors  atomic.Int64
+	damaged atomic.Int64
+	res     Result
 }
 
 // Restore restores job into o.Target.
@@ -162,54 +164,104 @@ func Restore(ctx context.Context, r *repo.Repository, job *repo.Job, o Options) 
 			return Result{}, fmt.Errorf("invalid pattern %q", p)
 		}
 	}
-	rs := &restorer{r: r, o: o, ctx: ctx, isRoot: os.Geteuid() == 0, plan: map[crypto.ID][]*blobPlan{},
-		blobs: map[crypto.ID]*blobPlan{}, inodes: map[[2]uint64]string{}, created: map[string]bool{},
+	if !filepath.IsAbs(o.Target) {
+		return Result{}, fmt.Errorf("restore location %q is not absolute", o.Target)
+	}
+	o.Target = filepath.Clean(o.Target)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	rs := &restorer{r: r, o: o, ctx: ctx, cancel: cancel, isRoot: os.Geteuid() == 0, plan: map[crypto.ID][]*blobPlan{},
+		blobs: map[crypto.ID]*blobPlan{}, inodes: map[[2]uint64]string{}, created: map[string]bool{"": true},
 		fresh: map[string]bool{}, uid: os.Geteuid(), gid: os.Getegid(), batchSize: firstBatchFiles}
+	for _, w := range o.Within {
+		rel, err := filepath.Rel(o.Target, filepath.Clean(w))
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return Result{}, fmt.Errorf("restore: %s is not inside %s", w, o.Target)
+		}
+		if rel == "." {
+			rel = ""
+		}
+		rs.within = append(rs.within, filepath.ToSlash(rel))
+	}
+	if len(o.Within) == 0 {
+		rs.within = []string{""}
+	}
 	if err := os.MkdirAll(o.Target, 0o755); err != nil {
 		return Result{}, fmt.Errorf("restore location: %w", err)
 	}
-	rs.created[o.Target] = true
-	root, err := r.LoadTree(ctx, job.Tree)
+	fs, err := openRoot(o.Target)
+	if err != nil {
+		return Result{}, err
+	}
+	defer fs.close()
+	rs.fs = fs
+	rootTree, err := r.LoadTree(ctx, job.Tree)
 	if err != nil {
 		return Result{}, fmt.Errorf("job %d: %w", job.Number, err)
 	}
-	err = rs.walk(root, o.Target, "", false)
+	err = rs.walk(rootTree, "", false)
 	if err == nil {
 		rs.startBatch()
 	}
 	rs.waitBatch()
-	if err != nil {
-		return rs.res, err
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause // the storage failed: stop, and say why
 	}
-	if err := ctx.Err(); err != nil {
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		rs.res.Errors, rs.res.Damaged = int(rs.errors.Load()), int(rs.damaged.Load())
 		return rs.res, err
 	}
 	for _, l := range rs.links {
-		_ = removeNonDir(l[1])
-		if err := os.Link(l[0], l[1]); err != nil {
-			rs.fail(l[1], fmt.Errorf("hard link: %w", unwrapPath(err)))
+		if err := rs.fs.remove(l[1]); err != nil {
+			rs.fail(l[1], err)
+			continue
+		}
+		if err := rs.fs.link(l[0], l[1]); err != nil {
+			rs.fail(l[1], fmt.Errorf("hard link: %w", err))
 		}
 	}
 	// Directories last, deepest first, so writing into them does not
 	// change their times again.
 	for i := len(rs.dirs) - 1; i >= 0; i-- {
-		rs.setMeta(rs.dirs[i].path, &rs.dirs[i].node)
+		rs.setMeta(rs.dirs[i].rel, &rs.dirs[i].node)
 	}
-	rs.res.Errors = int(rs.errors.Load())
+	rs.res.Errors, rs.res.Damaged = int(rs.errors.Load()), int(rs.damaged.Load())
 	return rs.res, nil
 }
 
-func (rs *restorer) fail(path string, err error) {
+func (rs *restorer) abs(rel string) string { return filepath.Join(rs.o.Target, filepath.FromSlash(rel)) }
+
+func (rs *restorer) fail(rel string, err error) {
 	rs.errors.Add(1)
+	if errors.Is(err, repo.ErrDamaged) {
+		rs.damaged.Add(1)
+	}
 	if rs.o.Reporter != nil {
-		rs.o.Reporter.Error(path, err)
+		rs.o.Reporter.Error(rs.abs(rel), err)
 	}
 }
 
-func (rs *restorer) warn(path, msg string) {
+func (rs *restorer) warn(rel, msg string) {
 	if rs.o.Reporter != nil {
-		rs.o.Reporter.Warning(path, msg)
+		rs.o.Reporter.Warning(rs.abs(rel), msg)
 	}
+}
+
+// place tells where rel lies with respect to Options.Within.
+func (rs *restorer) place(rel string) where {
+	w := outside
+	for _, in := range rs.within {
+		switch {
+		case in == "" || rel == in || strings.HasPrefix(rel, in+"/"):
+			return inside
+		case strings.HasPrefix(in, rel+"/"):
+			w = leading
+		}
+	}
+	return w
 }
 
 // selected says whether rel is restored: included (or below an include), not
@@ -231,40 +283,52 @@ func (rs *restorer) selected(rel string, underInclude bool) (sel, descend bool) 
 	return false, true
 }
 
-func (rs *restorer) walk(t *tree.Tree, dir, rel string, underInclude bool) error {
+func (rs *restorer) walk(t *tree.Tree, rel string, underInclude bool) error {
 	for i := range t.Nodes {
 		if err := rs.ctx.Err(); err != nil {
 			return err
 		}
 		n := &t.Nodes[i]
 		if !tree.ValidName(n.Name) { // the decoder refuses these; never trust one layer alone
-			rs.fail(filepath.Join(dir, n.Name), errors.New("refused an invalid name"))
+			rs.fail(path.Join(rel, "invalid-name"), fmt.Errorf("%w: refused the name %q", repo.ErrDamaged, n.Name))
 			continue
 		}
-		crel := n.Name
-		if rel != "" {
-			crel = rel + "/" + n.Name
+		crel := path.Join(rel, n.Name)
+		place := rs.place(crel)
+		if place == outside || place == leading && n.Type != tree.Dir {
+			rs.res.Outside++
+			rs.warn(crel, "not restored: outside what runup.yaml includes for this project today")
+			continue
 		}
 		sel, descend := rs.selected(crel, underInclude)
-		path := filepath.Join(dir, n.Name)
 		if n.Type == tree.Dir {
 			if !descend {
 				continue
 			}
 			sub, err := rs.r.LoadTree(rs.ctx, n.Subtree)
 			if err != nil {
-				rs.fail(path, fmt.Errorf("directory listing unreadable, its content is not restored: %w", err))
+				rs.fail(crel, fmt.Errorf("directory listing unreadable, its content is not restored: %w", err))
 				continue
 			}
-			if sel {
-				if err := rs.ensureDir(path); err != nil {
-					rs.fail(path, err)
+			if place == leading {
+				// Above what is restored: made if missing (and then given
+				// the job's metadata), never replaced or changed.
+				if err := rs.ensureDir(crel, false); err != nil {
+					rs.fail(crel, err)
 					continue
 				}
-				rs.dirs = append(rs.dirs, dirMeta{path, *n})
+				if rs.fresh[crel] {
+					rs.dirs = append(rs.dirs, dirMeta{crel, *n})
+				}
+			} else if sel {
+				if err := rs.ensureDir(crel, true); err != nil {
+					rs.fail(crel, err)
+					continue
+				}
+				rs.dirs = append(rs.dirs, dirMeta{crel, *n})
 				rs.res.Dirs++
 			}
-			if err := rs.walk(sub, path, crel, sel && len(rs.o.Include) > 0 || underInclude); err != nil {
+			if err := rs.walk(sub, crel, sel && len(rs.o.Include) > 0 || underInclude); err != nil {
 				return err
 			}
 			continue
@@ -272,12 +336,12 @@ func (rs *restorer) walk(t *tree.Tree, dir, rel string, underInclude bool) error
 		if !sel {
 			continue
 		}
-		if err := rs.ensureDir(dir); err != nil {
-			rs.fail(path, err)
+		if err := rs.ensureDir(rel, rs.place(rel) == inside); err != nil {
+			rs.fail(crel, err)
 			continue
 		}
-		rs.entry(path, n)
-		if rs.planned >= rs.batchSize {
+		rs.entry(crel, n)
+		if len(rs.files) >= rs.batchSize {
 			// Restore what is planned so far while planning more: memory
 			// stays bounded by two batches, not by the job's size.
 			rs.startBatch()
@@ -286,101 +350,89 @@ func (rs *restorer) walk(t *tree.Tree, dir, rel string, underInclude bool) error
 	return nil
 }
 
-// ensureDir makes dir (and its parents inside the target) a real directory,
-// replacing whatever else is in the way.
-func (rs *restorer) ensureDir(dir string) error {
-	if rs.created[dir] {
+// ensureDir makes rel (and its parents) a real directory. Inside what is
+// restored, whatever else is in the way is removed, never followed; above
+// it (replace false), a non-directory in the way is an error.
+func (rs *restorer) ensureDir(rel string, replace bool) error {
+	if rs.created[rel] {
 		return nil
 	}
-	if parent := filepath.Dir(dir); parent != dir && strings.HasPrefix(dir, rs.o.Target+string(filepath.Separator)) {
-		if err := rs.ensureDir(parent); err != nil {
+	parent, _ := split(rel)
+	if err := rs.ensureDir(parent, replace && rs.place(parent) == inside); err != nil {
+		return err
+	}
+	if !replace {
+		st, ok, err := rs.fs.lstat(rel)
+		if err != nil {
 			return err
 		}
-	}
-	fi, err := os.Lstat(dir)
-	switch {
-	case err == nil && fi.IsDir():
-	case err == nil:
-		if err := os.Remove(dir); err != nil {
-			return fmt.Errorf("replace %s by a directory: %w", fi.Mode().Type(), unwrapPath(err))
+		if ok && st.Mode&modeTypeMask != modeDir {
+			return fmt.Errorf("%s: a %s is where a directory leads to what is restored; not replaced, nothing restored below it", rs.abs(rel), typeName(st.Mode))
 		}
-		fallthrough
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.Mkdir(dir, 0o700); err != nil {
-			return unwrapPath(err)
-		}
-		rs.fresh[dir] = true
-	default:
-		return unwrapPath(err)
 	}
-	rs.created[dir] = true
+	made, err := rs.fs.mkdir(rel)
+	if err != nil {
+		return err
+	}
+	if made {
+		rs.fresh[rel] = true
+	}
+	rs.created[rel] = true
 	return nil
 }
 
-// removeNonDir clears the way for a new non-directory entry.
-func removeNonDir(path string) error {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return nil
-	}
-	if fi.IsDir() {
-		return os.RemoveAll(path)
-	}
-	return os.Remove(path)
-}
-
-func (rs *restorer) entry(path string, n *tree.Node) {
+func (rs *restorer) entry(rel string, n *tree.Node) {
 	if n.Type != tree.Dir && n.Links > 1 {
 		key := [2]uint64{n.Device, n.Inode}
 		if first, ok := rs.inodes[key]; ok {
-			rs.links = append(rs.links, [2]string{first, path})
+			rs.links = append(rs.links, [2]string{first, rel})
 			return
 		}
-		rs.inodes[key] = path
+		rs.inodes[key] = rel
 	}
 	switch n.Type {
 	case tree.File:
-		rs.file(path, n)
+		rs.file(rel, n)
 	case tree.Symlink:
 		rs.res.Others++
-		if err := removeNonDir(path); err != nil {
-			rs.fail(path, err)
+		if err := rs.fs.remove(rel); err != nil {
+			rs.fail(rel, err)
 			return
 		}
-		if err := os.Symlink(n.Target, path); err != nil {
-			rs.fail(path, unwrapPath(err))
+		if err := rs.fs.symlink(n.Target, rel); err != nil {
+			rs.fail(rel, err)
 			return
 		}
-		rs.setMeta(path, n)
+		rs.setMeta(rel, n)
 	case tree.Fifo, tree.CharDev, tree.BlockDev, tree.Socket:
 		rs.res.Others++
 		if n.Type == tree.Socket {
 			return // a socket belongs to a running program; nothing to restore
 		}
 		if (n.Type == tree.CharDev || n.Type == tree.BlockDev) && !rs.isRoot {
-			rs.warn(path, "device not restored: only root can create devices")
+			rs.warn(rel, "device not restored: only root can create devices")
 			return
 		}
-		if err := removeNonDir(path); err != nil {
-			rs.fail(path, err)
+		if err := rs.fs.remove(rel); err != nil {
+			rs.fail(rel, err)
 			return
 		}
-		mode := uint32(unix.S_IFIFO)
+		mode := uint32(modeFifo)
 		switch n.Type {
 		case tree.CharDev:
-			mode = unix.S_IFCHR
+			mode = modeChar
 		case tree.BlockDev:
-			mode = unix.S_IFBLK
+			mode = modeBlock
 		}
-		if err := unix.Mknod(path, mode|0o600, int(n.Rdev)); err != nil {
-			rs.fail(path, err)
+		if err := rs.fs.mknod(rel, mode|0o600, n.Rdev); err != nil {
+			rs.fail(rel, err)
 			return
 		}
-		rs.setMeta(path, n)
+		rs.setMeta(rel, n)
 	}
 }
 
-func (rs *restorer) file(path string, n *tree.Node) {
+func (rs *restorer) file(rel string, n *tree.Node) {
 	rs.res.Files++
 	rs.o.Stats.Files.Add(1)
 	locs := make([]index.Location, len(n.Content))
@@ -388,42 +440,43 @@ func (rs *restorer) file(path string, n *tree.Node) {
 	for i, id := range n.Content {
 		loc, ok := rs.r.Lookup(pack.Data, id)
 		if !ok {
-			rs.fail(path, fmt.Errorf("chunk %v is missing from the repository; file not restored", id.Short()))
+			rs.fail(rel, fmt.Errorf("%w: chunk %v is missing from the repository; file not restored", repo.ErrDamaged, id.Short()))
 			return
 		}
 		locs[i] = loc
 		size += int64(loc.RawLen)
 	}
 	if size != int64(n.Size) {
-		rs.fail(path, fmt.Errorf("%w: chunks add up to %d bytes, the file had %d", repo.ErrDamaged, size, n.Size))
+		rs.fail(rel, fmt.Errorf("%w: chunks add up to %d bytes, the file had %d", repo.ErrDamaged, size, n.Size))
 		return
 	}
-	if !rs.fresh[filepath.Dir(path)] {
-		if rs.sameContent(path, n, locs) {
+	if parent, _ := split(rel); !rs.fresh[parent] {
+		if f := rs.sameContent(rel, n, locs); f != nil {
 			rs.res.Skipped++
 			rs.o.Stats.FilesSkipped.Add(1)
-			rs.setMeta(path, n)
+			rs.applyMeta(rel, metaTarget{fd: int(f.Fd())}, n)
+			f.Close()
 			return
 		}
-		if err := removeNonDir(path); err != nil {
-			rs.fail(path, err)
+		if err := rs.fs.remove(rel); err != nil {
+			rs.fail(rel, err)
 			return
 		}
 	}
 	rs.res.Bytes += size
 	rs.o.Stats.BytesTotal.Add(size)
-	fsState := &fileState{path: path, node: n, size: size, remaining: len(n.Content)}
-	rs.planned++
+	st := &fileState{rel: rel, node: n, size: size, remaining: len(n.Content)}
 	if len(n.Content) == 0 {
-		fd, err := fsState.open(false)
+		fd, err := rs.fs.create(rel)
 		if err != nil {
-			rs.fail(path, unwrapPath(err))
+			rs.fail(rel, err)
 			return
 		}
-		unix.Close(fd)
-		rs.setMeta(path, n)
+		rs.applyMeta(rel, metaTarget{fd: fd}, n)
+		closeFD(fd)
 		return
 	}
+	rs.files = append(rs.files, st)
 	var off int64
 	for _, loc := range locs {
 		bp := rs.blobs[loc.ID]
@@ -432,23 +485,22 @@ func (rs *restorer) file(path string, n *tree.Node) {
 			rs.blobs[loc.ID] = bp
 			rs.plan[loc.PackID] = append(rs.plan[loc.PackID], bp)
 		}
-		bp.targets = append(bp.targets, target{file: fsState, offset: off})
+		bp.targets = append(bp.targets, target{file: st, offset: off})
 		off += int64(loc.RawLen)
 	}
 }
 
-// sameContent reports whether an existing file already holds exactly the
-// job's content, checked chunk by chunk against the chunk IDs.
-func (rs *restorer) sameContent(path string, n *tree.Node, locs []index.Location) bool {
-	fi, err := os.Lstat(path)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(n.Size) {
-		return false
-	}
-	f, err := os.Open(path)
+// sameContent returns the existing file, open, if it already holds exactly
+// the job's content, checked chunk by chunk against the chunk IDs.
+func (rs *restorer) sameContent(rel string, n *tree.Node, locs []index.Location) *os.File {
+	f, err := rs.fs.openRead(rel)
 	if err != nil {
-		return false
+		return nil
 	}
-	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.Size() != int64(n.Size) {
+		f.Close()
+		return nil
+	}
 	key := rs.r.Key()
 	var buf []byte
 	for _, loc := range locs {
@@ -457,10 +509,11 @@ func (rs *restorer) sameContent(path string, n *tree.Node, locs []index.Location
 		}
 		b := buf[:loc.RawLen]
 		if _, err := io.ReadFull(f, b); err != nil || key.Hash(b) != loc.ID {
-			return false
+			f.Close()
+			return nil
 		}
 	}
-	return true
+	return f
 }
 
 // batchFiles is how many files are planned before their content is
@@ -478,10 +531,10 @@ const (
 // planned in the background, and starts a new plan.
 func (rs *restorer) startBatch() {
 	rs.waitBatch()
-	plan := rs.plan
+	plan, files := rs.plan, rs.files
 	rs.plan = map[crypto.ID][]*blobPlan{}
 	rs.blobs = map[crypto.ID]*blobPlan{}
-	rs.planned = 0
+	rs.files = nil
 	rs.batchSize = min(2*rs.batchSize, batchFiles)
 	if len(plan) == 0 {
 		return
@@ -491,7 +544,22 @@ func (rs *restorer) startBatch() {
 	go func() {
 		defer close(done)
 		rs.readPacks(plan)
+		rs.removeUnfinished(files)
 	}()
+}
+
+// removeUnfinished removes the files of a batch whose content did not all
+// arrive (the restore was interrupted, or the storage failed): a file is
+// never left looking restored when it is not.
+func (rs *restorer) removeUnfinished(files []*fileState) {
+	for _, st := range files {
+		rs.mu.Lock()
+		unfinished := st.remaining > 0
+		rs.mu.Unlock()
+		if unfinished && st.created {
+			_ = rs.fs.remove(st.rel)
+		}
+	}
 }
 
 // waitBatch waits for the batch being read, if any.
@@ -531,7 +599,9 @@ func (rs *restorer) readPacks(plan map[crypto.ID][]*blobPlan) {
 				w = &reader{dec: rs.r.NewDecoder()}
 			}
 			for sp := range work {
-				w.buf = rs.readSpan(w.dec, sp, w.buf)
+				if rs.ctx.Err() == nil {
+					w.buf = rs.readSpan(w.dec, sp, w.buf)
+				}
 			}
 			rs.readers.Put(w)
 		}()
@@ -586,12 +656,14 @@ func appendSpans(spans []span, id crypto.ID, blobs []*blobPlan) []span {
 }
 
 // readSpan reads, verifies and writes a span's blobs. buf is the worker's
-// read buffer, returned for the next span.
+// read buffer, returned for the next span. A pack that is missing or
+// shorter than the index says is damage, reported for each file that
+// needed it; any other failure to read is the storage's, and ends the
+// restore at once rather than fail every file in turn.
 func (rs *restorer) readSpan(dec *repo.Decoder, sp span, buf []byte) []byte {
 	h := backend.Handle{Type: backend.Data, Name: sp.pack.String()}
 	first, last := sp.blobs[0].loc, sp.blobs[len(sp.blobs)-1].loc
-	n := int64(last.Offset + last.Length - first.Offset)
-	// A failed read fails every blob of the span, reported per file.
+	n := int64(last.Offset) + int64(last.Length) - int64(first.Offset)
 	var data []byte
 	var loadErr error
 	if li, ok := rs.r.Backend().(backend.LoaderInto); ok {
@@ -602,6 +674,16 @@ func (rs *restorer) readSpan(dec *repo.Decoder, sp span, buf []byte) []byte {
 		loadErr = li.LoadInto(rs.ctx, h, int64(first.Offset), data)
 	} else {
 		data, loadErr = rs.r.Backend().Load(rs.ctx, h, int64(first.Offset), n)
+	}
+	switch {
+	case loadErr == nil:
+	case errors.Is(loadErr, backend.ErrNotExist) || errors.Is(loadErr, backend.ErrRange):
+		loadErr = fmt.Errorf("%w: pack %v: %v", repo.ErrDamaged, sp.pack.Short(), loadErr)
+	default:
+		if rs.ctx.Err() == nil {
+			rs.cancel(fmt.Errorf("reading the repository failed, restore stopped (files not restored completely were removed): %w", loadErr))
+		}
+		return buf
 	}
 	for _, bp := range sp.blobs {
 		var plain []byte
@@ -634,111 +716,184 @@ func isZero(b []byte) bool {
 }
 
 func (rs *restorer) deliver(bp *blobPlan, plain []byte, err error) {
-	zero := err == nil && isZero(plain)
 	for _, t := range bp.targets {
 		st := t.file
 		werr := err
 		if werr == nil {
-			werr = rs.write(st, plain, t.offset, zero)
+			werr = rs.write(st, plain, t.offset)
 		}
 		rs.mu.Lock()
-		if werr != nil && !st.failed {
+		first := werr != nil && !st.failed
+		if werr != nil {
 			st.failed = true
-			rs.fail(st.path, fmt.Errorf("content not restored correctly: %w", werr))
 		}
 		st.remaining--
-		done := st.remaining == 0
+		done, failed := st.remaining == 0, st.failed
 		rs.mu.Unlock()
-		if done && !st.metaDone {
-			rs.setMeta(st.path, st.node)
+		if first {
+			rs.fail(st.rel, fmt.Errorf("content not restored correctly, file removed: %w", werr))
+		}
+		switch {
+		case done && failed:
+			// Never leave a file with the job's size that does not hold its
+			// content: a later backup would take it for unchanged.
+			if st.created {
+				_ = rs.fs.remove(st.rel)
+			}
+		case done && !st.metaDone:
+			rs.setMeta(st.rel, st.node)
 		}
 	}
 }
 
-// write puts one chunk into its file. The file of a single chunk (most
-// files) gets its metadata through the same descriptor before it is
-// closed, which spares two path lookups.
-func (rs *restorer) write(st *fileState, plain []byte, off int64, zero bool) error {
-	single := len(st.node.Content) == 1
-	fd, err := st.open(single && !zero)
+// holeBlock is the granularity of holes: runs of zeros this long, aligned
+// in the file, are not written, so a sparse file restores sparse.
+const holeBlock = 4096
+
+// open creates the file on first use, pre-sized so that chunks land at
+// their offsets in any order and zeros are never written (holes); whole
+// means the one chunk about to be written fills it, without holes.
+func (rs *restorer) open(st *fileState, whole bool) (int, error) {
+	st.openMu.Lock()
+	defer st.openMu.Unlock()
+	if st.created {
+		return rs.fs.openWrite(st.rel)
+	}
+	fd, err := rs.fs.create(st.rel)
 	if err != nil {
-		return unwrapPath(err)
+		return -1, err
 	}
-	if !zero {
-		for b := plain; len(b) > 0 && err == nil; {
-			var n int
-			n, err = unix.Pwrite(fd, b, off)
-			b, off = b[n:], off+int64(n)
-			if n == 0 && err == nil {
-				err = io.ErrShortWrite
-			}
-		}
-		if err == nil {
-			rs.o.Stats.BytesWritten.Add(int64(len(plain)))
+	st.created = true
+	if !whole {
+		if err := ftruncate(fd, st.size); err != nil {
+			closeFD(fd)
+			return -1, err
 		}
 	}
-	if err == nil && single {
-		rs.setMetaFD(fd, st.path, st.node)
-		st.metaDone = true
+	return fd, nil
+}
+
+// write puts one verified chunk into its file, leaving aligned blocks of
+// zeros unwritten. The file of a single chunk (most files) gets its
+// metadata through the same descriptor before it is closed, which spares
+// opening it again.
+func (rs *restorer) write(st *fileState, plain []byte, off int64) error {
+	single := len(st.node.Content) == 1
+	zero := isZero(plain)
+	sparse := !zero && hasZeroBlock(plain, off)
+	fd, err := rs.open(st, single && !zero && !sparse)
+	if err != nil {
+		return err
 	}
-	if cerr := unix.Close(fd); err == nil {
+	switch {
+	case zero:
+	case sparse:
+		err = writeSparse(fd, plain, off)
+	default:
+		err = pwriteAll(fd, plain, off)
+	}
+	if err == nil {
+		rs.o.Stats.BytesWritten.Add(int64(len(plain)))
+		if single {
+			rs.applyMeta(st.rel, metaTarget{fd: fd}, st.node)
+			st.metaDone = true
+		}
+	}
+	if cerr := closeFD(fd); err == nil {
 		err = cerr
 	}
 	return err
 }
 
-// setMeta applies owner, mode, extended attributes and times; times last,
-// since the others change the ctime and some the mtime.
-func (rs *restorer) setMeta(path string, n *tree.Node) {
-	if rs.isRoot && (int(n.UID) != rs.uid || int(n.GID) != rs.gid) {
-		if err := os.Lchown(path, int(n.UID), int(n.GID)); err != nil {
-			rs.warn(path, fmt.Sprintf("owner not restored: %v", unwrapPath(err)))
+// blocks calls fn for b cut at holeBlock boundaries of the file, where b
+// starts at file offset off.
+func blocks(b []byte, off int64, fn func(blk []byte, at int64) bool) {
+	for len(b) > 0 {
+		n := int(holeBlock - off%holeBlock)
+		if n > len(b) {
+			n = len(b)
 		}
-	}
-	if n.Type != tree.Symlink {
-		if err := unix.Chmod(path, n.Mode&0o7777); err != nil {
-			rs.warn(path, fmt.Sprintf("mode not restored: %v", err))
+		if !fn(b[:n], off) {
+			return
 		}
-	}
-	for _, x := range n.XAttrs {
-		if err := unix.Lsetxattr(path, x.Name, x.Value, 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
-			rs.warn(path, fmt.Sprintf("extended attribute %s not restored: %v", x.Name, err))
-		}
-	}
-	ts := []unix.Timespec{timespec(n.MTime), timespec(n.MTime)}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		rs.warn(path, fmt.Sprintf("times not restored: %v", err))
+		b, off = b[n:], off+int64(n)
 	}
 }
 
-// setMetaFD is setMeta through an open descriptor of a regular file.
-func (rs *restorer) setMetaFD(fd int, path string, n *tree.Node) {
-	if rs.isRoot && (int(n.UID) != rs.uid || int(n.GID) != rs.gid) {
-		if err := unix.Fchown(fd, int(n.UID), int(n.GID)); err != nil {
-			rs.warn(path, fmt.Sprintf("owner not restored: %v", err))
-		}
-	}
-	if err := unix.Fchmod(fd, n.Mode&0o7777); err != nil {
-		rs.warn(path, fmt.Sprintf("mode not restored: %v", err))
-	}
-	for _, x := range n.XAttrs {
-		if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
-			rs.warn(path, fmt.Sprintf("extended attribute %s not restored: %v", x.Name, err))
-		}
-	}
-	// futimens: utimensat with no path sets the descriptor's file's times.
-	ts := [2]unix.Timespec{timespec(n.MTime), timespec(n.MTime)}
-	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts)), 0, 0, 0); e != 0 {
-		rs.warn(path, fmt.Sprintf("times not restored: %v", e))
-	}
+// hasZeroBlock reports whether b holds a whole aligned block of zeros.
+func hasZeroBlock(b []byte, off int64) bool {
+	found := false
+	blocks(b, off, func(blk []byte, _ int64) bool {
+		found = len(blk) == holeBlock && isZero(blk)
+		return !found
+	})
+	return found
 }
 
-func timespec(t tree.Time) unix.Timespec { return unix.Timespec{Sec: t.Sec, Nsec: int64(t.Nsec)} }
-
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
+// writeSparse writes b at off but for its whole aligned blocks of zeros.
+func writeSparse(fd int, b []byte, off int64) error {
+	var run []byte
+	var runAt int64
+	var err error
+	flush := func() {
+		if len(run) > 0 && err == nil {
+			err = pwriteAll(fd, run, runAt)
+		}
+		run = nil
 	}
+	blocks(b, off, func(blk []byte, at int64) bool {
+		if len(blk) == holeBlock && isZero(blk) {
+			flush()
+			return err == nil
+		}
+		if run == nil {
+			runAt = at
+			run = blk
+		} else {
+			run = run[:len(run)+len(blk)] // blk follows run in b
+		}
+		return true
+	})
+	flush()
 	return err
+}
+
+// setMeta applies a restored entry's owner, mode, extended attributes and
+// times, through a descriptor of the entry itself.
+func (rs *restorer) setMeta(rel string, n *tree.Node) {
+	if n.Type == tree.Symlink {
+		owner := rs.isRoot && (int(n.UID) != rs.uid || int(n.GID) != rs.gid)
+		for _, err := range rs.fs.linkMeta(rel, n, owner) {
+			rs.warn(rel, err.Error())
+		}
+		return
+	}
+	m, err := rs.fs.openMeta(rel, n.Type)
+	if err != nil {
+		rs.warn(rel, fmt.Sprintf("metadata not restored: %v", err))
+		return
+	}
+	rs.applyMeta(rel, m, n)
+	m.close()
+}
+
+// applyMeta sets owner (as root), mode, extended attributes and times;
+// times last, since the others change the ctime and some the mtime.
+func (rs *restorer) applyMeta(rel string, m metaTarget, n *tree.Node) {
+	if rs.isRoot && (int(n.UID) != rs.uid || int(n.GID) != rs.gid) {
+		if err := m.chown(int(n.UID), int(n.GID)); err != nil {
+			rs.warn(rel, fmt.Sprintf("owner not restored: %v", err))
+		}
+	}
+	if err := m.chmod(n.Mode & 0o7777); err != nil {
+		rs.warn(rel, fmt.Sprintf("mode not restored: %v", err))
+	}
+	for _, x := range n.XAttrs {
+		if err := m.setxattr(x.Name, x.Value); err != nil && !errors.Is(err, errNotSupported) {
+			rs.warn(rel, fmt.Sprintf("extended attribute %s not restored: %v", x.Name, err))
+		}
+	}
+	if err := m.utimes(n.MTime); err != nil {
+		rs.warn(rel, fmt.Sprintf("times not restored: %v", err))
+	}
 }

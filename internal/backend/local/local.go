@@ -217,7 +217,7 @@ func (b *Backend) LoadInto(ctx context.Context, h backend.Handle, offset int64, 
 	defer f.Close()
 	if n, err := f.ReadAt(buf, offset); err != nil {
 		if err == io.EOF {
-			return fmt.Errorf("load %v: read of %d bytes at %d beyond its size %d", h, len(buf), offset, offset+int64(n))
+			return fmt.Errorf("load %v: %w: %d bytes at %d, size %d", h, backend.ErrRange, len(buf), offset, offset+int64(n))
 		}
 		return fmt.Errorf("load %v: %w", h, err)
 	}

@@ -143,6 +143,8 @@ func (b *Backend) wrap(what string, err error) error {
 		switch resp.Code {
 		case "NoSuchKey", "NoSuchBucket":
 			return fmt.Errorf("%s: %w", what, backend.ErrNotExist)
+		case "InvalidRange":
+			return fmt.Errorf("%s: %w", what, backend.ErrRange)
 		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch":
 			return fmt.Errorf("%s: %w: %s (check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)", what, backend.ErrPermanent, resp.Message)
 		}
@@ -215,7 +217,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int
 		return nil, b.wrap(fmt.Sprintf("load %v", h), err)
 	}
 	if length > 0 && int64(buf.Len()) != length {
-		return nil, fmt.Errorf("load %v: got %d bytes at %d, want %d", h, buf.Len(), offset, length)
+		return nil, fmt.Errorf("load %v: %w: got %d bytes at %d, want %d", h, backend.ErrRange, buf.Len(), offset, length)
 	}
 	return buf.Bytes(), nil
 }
