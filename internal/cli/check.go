@@ -143,16 +143,20 @@ are written before the old ones are removed.`,
 				return err
 			}
 			defer s.close()
-			n, problems, err := s.RebuildIndex(ctx)
+			res, err := s.RebuildIndex(ctx)
 			if err != nil {
 				return err
 			}
-			for _, p := range problems {
+			for _, p := range res.Kept {
+				fmt.Fprintf(g.stderr, "warning: %v\n", p)
+			}
+			for _, p := range append(res.Unreadable, res.Lost...) {
 				fmt.Fprintf(g.stderr, "error: %v\n", p)
 			}
-			g.printf("Index rebuilt from %d pack(s).\n", n)
-			if len(problems) > 0 {
-				return withCode(ExitDamaged, fmt.Errorf("%d pack(s) unreadable: their data is not in the index (run 'runup check')", len(problems)))
+			g.printf("Index rebuilt from %d pack(s).\n", res.Packs)
+			if len(res.Kept)+len(res.Lost)+len(res.Unreadable) > 0 {
+				return withCode(ExitDamaged, fmt.Errorf("%d pack(s) with a damaged header (kept as the old index described them), %d unreachable, %d index file(s) unreadable and left in place; run 'runup check'",
+					len(res.Kept), len(res.Lost), len(res.Unreadable)))
 			}
 			return nil
 		},

@@ -167,7 +167,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 		before[n] = true
 	}
 	for _, pi := range repack {
-		if err := repackOne(ctx, r, pi.id, pi.claims); err != nil {
+		if err := repackOne(ctx, r, pi.id, pi.size, pi.claims); err != nil {
 			return nil, err
 		}
 	}
@@ -288,15 +288,20 @@ func storedShares(blobs []pack.Blob) []int64 {
 }
 
 // repackOne reads a pack once and stores its claimed blobs again, verified.
-func repackOne(ctx context.Context, r *repo.Repository, id crypto.ID, claims []pack.Blob) error {
-	data, err := r.Backend().Load(ctx, backend.Handle{Type: backend.Data, Name: id.String()}, 0, 0)
+func repackOne(ctx context.Context, r *repo.Repository, id crypto.ID, size int64, claims []pack.Blob) error {
+	data, err := r.Backend().Load(ctx, backend.Handle{Type: backend.Data, Name: id.String()}, 0, size)
 	if err != nil {
-		return err
+		return fmt.Errorf("repack: pack %v: %w; nothing was removed", id.Short(), err)
 	}
 	// Claims are in header order, so a group's members come together.
 	dec := r.NewDecoder()
 	for _, b := range claims {
-		plain, err := dec.Decode(index.Location{PackID: id, Blob: b}, data[b.Offset:b.Offset+b.Length])
+		end := uint64(b.Offset) + uint64(b.Length)
+		if end > uint64(len(data)) {
+			return fmt.Errorf("repack: %w: pack %v is %d bytes, its index says blob %v ends at %d; nothing was removed (run 'runup check')",
+				repo.ErrDamaged, id.Short(), len(data), b.ID.Short(), end)
+		}
+		plain, err := dec.Decode(index.Location{PackID: id, Blob: b}, data[b.Offset:end])
 		if err != nil {
 			return fmt.Errorf("repack: %w; nothing was removed (run 'runup check')", err)
 		}

@@ -138,24 +138,62 @@ func (r *Repository) LoadIndexFile(ctx context.Context, name string) ([]index.Pa
 	return packs, nil
 }
 
-// RebuildIndex writes index files describing every pack from its header
-// alone, then removes the index files that existed before. New files are
-// durable before old ones go, so an interrupted rebuild loses nothing.
-// Packs whose header cannot be read are returned as problems.
-func (r *Repository) RebuildIndex(ctx context.Context) (packs int, problems []error, err error) {
+// RebuildResult tells what RebuildIndex did.
+type RebuildResult struct {
+	Packs int // packs described by the new index files
+	// Kept are packs whose header is unreadable, described by the entries
+	// old index files held for them: their blobs stay reachable.
+	Kept []error
+	// Lost are packs whose header is unreadable and that no readable old
+	// index file described: their data cannot be reached.
+	Lost []error
+	// Unreadable are old index files that could not be read; they are
+	// left in place.
+	Unreadable []error
+}
+
+// RebuildIndex writes index files describing every pack, from its header,
+// then removes the old index files it read. It never makes anything less
+// reachable than before: a pack whose header is damaged keeps the entries
+// the old index files held for it, and an index file that cannot be read
+// is left where it is. New files are durable before old ones go, so an
+// interrupted rebuild loses nothing.
+func (r *Repository) RebuildIndex(ctx context.Context) (RebuildResult, error) {
+	var res RebuildResult
 	var old []string
 	if err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
 		old = append(old, fi.Name)
 		return nil
 	}); err != nil {
-		return 0, nil, err
+		return res, err
+	}
+	known := map[crypto.ID][]pack.Blob{}
+	var readable []string
+	for _, name := range old {
+		packs, err := r.LoadIndexFile(ctx, name)
+		if err != nil {
+			if errors.Is(err, backend.ErrNotExist) {
+				continue
+			}
+			if !errors.Is(err, ErrDamaged) {
+				return res, err
+			}
+			res.Unreadable = append(res.Unreadable, fmt.Errorf("index file %s: %w", name[:min(8, len(name))], err))
+			continue
+		}
+		readable = append(readable, name)
+		for _, p := range packs {
+			if _, ok := known[p.ID]; !ok {
+				known[p.ID] = p.Blobs
+			}
+		}
 	}
 	var files []backend.FileInfo
 	if err := r.be.List(ctx, backend.Data, func(fi backend.FileInfo) error {
 		files = append(files, fi)
 		return nil
 	}); err != nil {
-		return 0, nil, err
+		return res, err
 	}
 	written := map[string]bool{}
 	var batch []index.PackBlobs
@@ -175,37 +213,53 @@ func (r *Repository) RebuildIndex(ctx context.Context) (packs int, problems []er
 	for _, fi := range files {
 		id, err := crypto.ParseID(fi.Name)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("data/%s: not a pack name", fi.Name))
+			res.Lost = append(res.Lost, fmt.Errorf("data/%s: not a pack name", fi.Name))
 			continue
 		}
 		hdr, err := r.ReadPackHeader(ctx, id, fi.Size)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
-				return packs, problems, err
+				return res, err
 			}
-			problems = append(problems, fmt.Errorf("pack %v: %w", id.Short(), err))
-			continue
+			prev, ok := known[id]
+			if ok && fits(prev, fi.Size) {
+				res.Kept = append(res.Kept, fmt.Errorf("pack %v: %w; its %d entries from the old index are kept", id.Short(), err, len(prev)))
+				hdr = prev
+			} else {
+				res.Lost = append(res.Lost, fmt.Errorf("pack %v: %w, and no index file describes it", id.Short(), err))
+				continue
+			}
 		}
 		batch = append(batch, index.PackBlobs{ID: id, Blobs: hdr})
 		blobs += len(hdr)
-		packs++
+		res.Packs++
 		if blobs >= 100_000 {
 			if err := flush(); err != nil {
-				return packs, problems, err
+				return res, err
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return packs, problems, err
+		return res, err
 	}
-	for _, name := range old {
+	for _, name := range readable {
 		if !written[name] {
 			if err := r.Remove(ctx, backend.Handle{Type: backend.Index, Name: name}); err != nil {
-				return packs, problems, err
+				return res, err
 			}
 		}
 	}
-	return packs, problems, nil
+	return res, nil
+}
+
+// fits reports whether index entries lie within a pack of the given size.
+func fits(blobs []pack.Blob, size int64) bool {
+	for _, b := range blobs {
+		if int64(b.Offset)+int64(b.Length) > size {
+			return false
+		}
+	}
+	return true
 }
 
 // PackContents is what the repository holds: every pack's blobs (from the
@@ -247,9 +301,17 @@ func (r *Repository) ReadPackContents(ctx context.Context) (*PackContents, error
 	}); err != nil {
 		return nil, err
 	}
-	for id := range pc.Packs {
-		if _, ok := pc.Sizes[id]; !ok {
+	for id, blobs := range pc.Packs {
+		size, ok := pc.Sizes[id]
+		if !ok {
 			return nil, fmt.Errorf("%w: pack %v is in the index but missing (run 'runup check')", ErrDamaged, id.Short())
+		}
+		// A pack shorter than its index says is damaged: deciding what to
+		// keep from it could lose data.
+		for _, b := range blobs {
+			if int64(b.Offset)+int64(b.Length) > size {
+				return nil, fmt.Errorf("%w: pack %v is %d bytes, shorter than its index says (run 'runup check')", ErrDamaged, id.Short(), size)
+			}
 		}
 	}
 	for id, size := range pc.Sizes {

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -265,7 +268,7 @@ func TestGroups(t *testing.T) {
 				t.Fatal(err)
 			}
 			if rebuild {
-				if _, _, err := r2.RebuildIndex(ctx); err != nil {
+				if _, err := r2.RebuildIndex(ctx); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -653,5 +656,67 @@ func TestJobFilesVerified(t *testing.T) {
 				t.Fatalf("next job %d: %v", j.Number, err)
 			}
 		})
+	}
+}
+
+// repair index never makes anything less restorable: a pack whose header
+// is damaged keeps the entries the old index held, and an index file that
+// cannot be read is left in place.
+func TestRebuildKeepsWhatHeadersLost(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	be := mustLocal(t, dir)
+	if _, err := Init(ctx, be, InitOptions{Password: []byte("pw"), KDF: fastKDF}); err != nil {
+		t.Fatal(err)
+	}
+	r := reopen(t, be)
+	var ids []crypto.ID
+	rnd := rand.New(rand.NewPCG(9, 9))
+	for range 100 { // 20 MiB that does not compress: two packs
+		d := make([]byte, 200<<10)
+		for j := range d {
+			d[j] = byte(rnd.Uint32())
+		}
+		id := r.Key().Hash(d)
+		if _, err := r.SaveBlob(ctx, pack.Data, id, d); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if _, err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := r.Lookup(pack.Data, ids[0])
+	p := filepath.Join(dir, "data", loc.PackID.String()[:2], loc.PackID.String())
+	fi, _ := os.Stat(p)
+	os.Chmod(p, 0o600)
+	f, _ := os.OpenFile(p, os.O_RDWR, 0)
+	f.WriteAt([]byte{0xde, 0xad}, fi.Size()-40) // inside the sealed header
+	f.Close()
+
+	r = reopen(t, be)
+	res, err := r.RebuildIndex(ctx)
+	if err != nil || len(res.Kept) != 1 || len(res.Lost) != 0 || res.Packs < 2 {
+		t.Fatalf("rebuild: %+v %v", res, err)
+	}
+	r = reopen(t, be)
+	for i, id := range ids {
+		if _, err := r.LoadBlob(ctx, pack.Data, id, nil); err != nil {
+			t.Fatalf("blob %d unreachable after the repair: %v", i, err)
+		}
+	}
+	// With the index lost as well, the damaged pack is reported lost, and
+	// an unreadable index file stays.
+	_ = be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
+		return be.Remove(ctx, backend.Handle{Type: backend.Index, Name: fi.Name})
+	})
+	junk := backend.Handle{Type: backend.Index, Name: strings.Repeat("ab", 32)}
+	be.Save(ctx, junk, []byte("junk"))
+	res, err = reopen(t, be).RebuildIndex(ctx)
+	if err != nil || len(res.Lost) != 1 || len(res.Unreadable) != 1 {
+		t.Fatalf("rebuild without index: %+v %v", res, err)
+	}
+	if _, err := be.Stat(ctx, junk); err != nil {
+		t.Fatalf("an unreadable index file was removed: %v", err)
 	}
 }
