@@ -232,7 +232,9 @@ func Restore(ctx context.Context, r *repo.Repository, job *repo.Job, o Options) 
 	return rs.res, nil
 }
 
-func (rs *restorer) abs(rel string) string { return filepath.Join(rs.o.Target, filepath.FromSlash(rel)) }
+func (rs *restorer) abs(rel string) string {
+	return filepath.Join(rs.o.Target, filepath.FromSlash(rel))
+}
 
 func (rs *restorer) fail(rel string, err error) {
 	rs.errors.Add(1)
