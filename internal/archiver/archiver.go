@@ -544,7 +544,7 @@ var errNotSmall = errors.New("not a small file")
 
 // readSmall stores a file under the chunker's minimum size with one read
 // into a chunk buffer, without the chunker.
-func (a *archiver) readSmall(f *os.File, size uint64) ([]crypto.ID, int64, error) {
+func (a *archiver) readSmall(f io.Reader, size uint64) ([]crypto.ID, int64, error) {
 	if size >= chunker.MinSize {
 		return nil, 0, errNotSmall
 	}

@@ -2,9 +2,11 @@ package archiver
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -111,13 +113,46 @@ func splitNUL(b []byte) []string {
 	return out
 }
 
+// readWait bounds how long a read of a pollable file may wait for data.
+const readWait = 5 * time.Second
+
+// errBlocking ends the read of a file that gave no data for readWait: a
+// kernel interface such as /proc/kmsg looks like a regular file, and its
+// reads wait for events that may never come.
+var errBlocking = fmt.Errorf("no data for %v: a kernel interface whose reads wait for events, not a file's content; not read", readWait)
+
+// sourceFile is a file being backed up. Its reads never wait forever.
+type sourceFile struct {
+	*os.File
+	pollable bool
+}
+
+// Read reads, with a deadline when the file is pollable: those are the
+// ones whose reads can wait (kernel interfaces; files of FUSE filesystems
+// are pollable too, and read as usual within the deadline).
+func (f *sourceFile) Read(p []byte) (int, error) {
+	if f.pollable {
+		_ = f.SetReadDeadline(time.Now().Add(readWait))
+	}
+	n, err := f.File.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = errBlocking
+	}
+	return n, err
+}
+
 // openFile opens a regular file for reading without following a link that
 // replaced it since lstat, and without updating its access time where the
-// kernel allows.
-func openFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
+// kernel allows. It is opened non-blocking, so that the runtime can put a
+// deadline on the reads of files that could block; real files on disk are
+// not pollable and read as always.
+func openFile(path string) (*sourceFile, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOATIME, 0)
 	if errors.Is(err, syscall.EPERM) {
-		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	}
-	return f, err
+	if err != nil {
+		return nil, err
+	}
+	return &sourceFile{File: f, pollable: f.SetReadDeadline(time.Time{}) == nil}, nil
 }

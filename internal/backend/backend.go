@@ -66,6 +66,11 @@ type FileInfo struct {
 // written once, and a second writer of the same name loses.
 var ErrExists = errors.New("file already exists")
 
+// ErrReadOnly marks a write refused because the storage is read-only (a
+// mounted snapshot, write-protected media, read-only credentials). Reading
+// still works, and commands that only read go on without a lock.
+var ErrReadOnly = errors.New("the storage is read-only")
+
 // ErrPermanent marks a failure that retrying cannot cure: bad credentials,
 // an invalid bucket name, a refused request.
 var ErrPermanent = errors.New("permanent failure")

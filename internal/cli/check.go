@@ -43,7 +43,7 @@ Exit code 0 only when nothing is wrong; 13 when damage is found.`,
 			if err != nil {
 				return err
 			}
-			s, err := e.lockedRepo(ctx, repo.Options{}, sharedLock, "check")
+			s, err := e.lockedRepo(ctx, repo.Options{}, readLock, "check")
 			if err != nil {
 				return err
 			}

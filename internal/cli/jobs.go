@@ -54,7 +54,7 @@ func (g *globals) readSession(ctx context.Context) (*session, []*repo.Job, error
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := e.open(ctx, repo.Options{}, sharedLock, "read")
+	s, err := e.open(ctx, repo.Options{}, readLock, "read")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/term"
@@ -125,6 +126,7 @@ func (e *env) backend(ctx context.Context) (backend.Backend, error) {
 		if err != nil {
 			return nil, usageErr(err)
 		}
+		cfg.Timeout = e.g.timeout
 		sb, err := s3.Open(cfg)
 		if err != nil {
 			return nil, err
@@ -135,6 +137,7 @@ func (e *env) backend(ctx context.Context) (backend.Backend, error) {
 		if err != nil {
 			return nil, usageErr(err)
 		}
+		cfg.Timeout = e.g.timeout
 		sb, err := sftp.Open(ctx, cfg)
 		if err != nil {
 			return nil, err
@@ -186,7 +189,7 @@ func (e *env) password() ([]byte, error) {
 		return b, nil
 	}
 	if e.cfg != nil && e.cfg.Password != "" {
-		pw, err := config.ReadPassword(e.cfg.Password, e.cfg.Dir)
+		pw, err := config.ReadPassword(e.cfg.Password, e.cfg.File)
 		if err != nil {
 			return nil, withCode(ExitPassword, err)
 		}
@@ -215,6 +218,9 @@ type lockKind int
 
 const (
 	noLock lockKind = iota
+	// readLock is shared, for commands that only read the repository:
+	// where the storage cannot be written they go on without a lock.
+	readLock
 	sharedLock
 	exclusiveLock
 )
@@ -237,6 +243,10 @@ func (s *session) close() {
 		}
 	}
 	if s.lock != nil {
+		e := s.env
+		e.g.mu.Lock()
+		e.g.release = nil
+		e.g.mu.Unlock()
 		_ = s.lock.Unlock()
 	}
 	_ = s.Repository.Close()
@@ -253,12 +263,26 @@ func (e *env) lockedRepo(ctx context.Context, o repo.Options, lk lockKind, comma
 		return nil, err
 	}
 	s := &session{Repository: r, env: e}
-	if lk != noLock {
-		s.lock, err = r.Lock(ctx, repo.LockOptions{Exclusive: lk == exclusiveLock, Command: command, Wait: e.g.lockWait})
-		if err != nil {
-			_ = r.Close()
-			return nil, withCode(ExitLocked, err)
-		}
+	if lk == noLock {
+		return s, nil
+	}
+	s.lock, err = r.Lock(ctx, repo.LockOptions{Exclusive: lk == exclusiveLock, Command: command, Wait: e.g.lockWait,
+		OnLost: func(err error) { fmt.Fprintf(e.g.stderr, "error: %v\n", err) }})
+	switch {
+	case err == nil:
+		lock := s.lock
+		e.g.mu.Lock()
+		e.g.release = func() { _ = lock.Unlock() }
+		e.g.mu.Unlock()
+	case lk == readLock && (errors.Is(err, backend.ErrReadOnly) || errors.Is(err, syscall.ENOSPC)):
+		// A mounted snapshot or write-protected media can still be read.
+		fmt.Fprintf(e.g.stderr, "warning: no lock file can be written (%v): reading without a lock; do not prune this repository meanwhile\n", err)
+	case errors.Is(err, repo.ErrLocked):
+		_ = r.Close()
+		return nil, withCode(ExitLocked, err)
+	default:
+		_ = r.Close()
+		return nil, err
 	}
 	return s, nil
 }

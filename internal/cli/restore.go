@@ -65,7 +65,7 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 	if err != nil {
 		return err
 	}
-	r, err := e.open(ctx, repo.Options{}, sharedLock, "restore")
+	r, err := e.open(ctx, repo.Options{}, readLock, "restore")
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 			}
 		}
 		if !o.force {
-			q := fmt.Sprintf("Restore job %d of project %q (%s) %s? [Y/n] ", j.Number, j.Project,
+			q := fmt.Sprintf("Are you sure you want to restore the project %q (job %d of %s) %s? [Y/n] ", j.Project, j.Number,
 				j.Time.Local().Format("2006-01-02 15:04"), dest.describe())
 			ok, err := confirm(g, q, true)
 			if err != nil {
@@ -191,16 +191,12 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 type restoreDest struct {
 	root   string
 	within []string // nil: all of root (a location the user named)
+	// location is what --clear-location empties, as the original RunUp
+	// did: the location named, or the context for a restore in place.
+	location string
 }
 
-// clear lists what --clear-location empties: the named location, or each
-// path an in-place restore writes.
-func (d restoreDest) clear() []string {
-	if d.within == nil {
-		return []string{d.root}
-	}
-	return d.within
-}
+func (d restoreDest) clear() []string { return []string{d.location} }
 
 func (d restoreDest) describe() string {
 	if d.within == nil {
@@ -219,7 +215,7 @@ func (e *env) restoreTarget(j *repo.Job, location string) (restoreDest, error) {
 		if !filepath.IsAbs(loc) {
 			loc = filepath.Join(e.dir, loc)
 		}
-		return restoreDest{root: filepath.Clean(loc)}, nil
+		return restoreDest{root: filepath.Clean(loc), location: filepath.Clean(loc)}, nil
 	}
 	if e.cfg == nil {
 		return restoreDest{}, usageErr(errors.New("without a runup.yaml, a restore goes only where you say: name a location with -l DIR"))
@@ -243,7 +239,7 @@ func (e *env) restoreTarget(j *repo.Job, location string) (restoreDest, error) {
 	if len(paths) == 0 {
 		return restoreDest{}, usageErr(fmt.Errorf("job %d holds files of %s, where project %q includes nothing today: restore it with -l DIR", j.Number, root, j.Project))
 	}
-	return restoreDest{root: root, within: paths}, nil
+	return restoreDest{root: root, within: paths, location: e.dir}, nil
 }
 
 // within reports whether path p is dir or lies below it.

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/runup/runup/internal/backend"
 )
 
 // Version is set at build time with -ldflags "-X github.com/runup/runup/internal/cli.Version=…".
@@ -32,6 +34,7 @@ type globals struct {
 	quiet        bool
 	cpuProfile   string
 	lockWait     time.Duration
+	timeout      time.Duration
 	connections  int
 	cacheDir     string
 	noCache      bool
@@ -39,6 +42,9 @@ type globals struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr *os.File
+
+	mu      sync.Mutex
+	release func() // releases the repository lock held, if any
 }
 
 // Main runs the command line and returns the process exit code.
@@ -52,6 +58,9 @@ func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	finished := make(chan struct{})
+	defer close(finished)
+	go g.exitWhenStuck(ctx, stop, finished)
 	root := newRoot(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -78,6 +87,42 @@ func Main(args []string) int {
 		fmt.Fprintln(g.stderr, "runup: "+oneLine(msg))
 	}
 	return code
+}
+
+// interruptGrace is how long a command may take to stop after Ctrl-C or
+// SIGTERM before it is ended anyway.
+const interruptGrace = 3 * time.Second
+
+// exitWhenStuck ends the process if a command has not returned within
+// interruptGrace of being interrupted (a read the kernel will not give up,
+// a server that does not answer): every repository write is crash-safe, so
+// exiting is safe, and the lock is released first. A second Ctrl-C ends it
+// at once.
+func (g *globals) exitWhenStuck(ctx context.Context, stop func(), finished <-chan struct{}) {
+	select {
+	case <-finished:
+		return
+	case <-ctx.Done():
+	}
+	stop() // a second signal takes its default action: exit now
+	select {
+	case <-finished:
+		return
+	case <-time.After(interruptGrace):
+	}
+	g.mu.Lock()
+	release := g.release
+	g.mu.Unlock()
+	if release != nil {
+		done := make(chan struct{})
+		go func() { release(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+	}
+	fmt.Fprintln(g.stderr, "runup: interrupted; the repository is unchanged except for data the next backup reuses")
+	os.Exit(ExitInterrupted)
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ") }
@@ -109,6 +154,7 @@ ones store only new or changed data, yet every job restores as a full backup.`,
 	f.StringVar(&g.cacheDir, "cache-dir", "", "where to cache remote repositories' metadata (default $XDG_CACHE_HOME/runup)")
 	f.BoolVar(&g.noCache, "no-cache", false, "do not cache remote repositories' metadata")
 	f.DurationVar(&g.lockWait, "lock-wait", 0, "wait this long for a lock held by another process (e.g. 5m)")
+	f.DurationVar(&g.timeout, "timeout", backend.DefaultTimeout, "a request to remote storage that makes no progress this long fails (and is retried)")
 	f.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
 	_ = f.MarkHidden("cpu-profile")
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {

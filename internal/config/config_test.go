@@ -110,17 +110,29 @@ func TestFind(t *testing.T) {
 
 func TestReadPassword(t *testing.T) {
 	dir := t.TempDir()
+	cfg := filepath.Join(dir, "runup.yaml")
+	os.WriteFile(cfg, []byte("version: '2'"), 0o644)
 	os.WriteFile(filepath.Join(dir, "pw"), []byte("from-file\n"), 0o600)
 	t.Setenv("RUNUP_TEST_PW", "from-env")
 	for spec, want := range map[string]string{"env:RUNUP_TEST_PW": "from-env", "file:pw": "from-file", "command:echo from-cmd": "from-cmd"} {
-		got, err := ReadPassword(spec, dir)
+		got, err := ReadPassword(spec, cfg)
 		if err != nil || string(got) != want {
 			t.Errorf("%s: %q %v", spec, got, err)
 		}
 	}
 	for _, spec := range []string{"env:RUNUP_UNSET_VAR", "file:missing", "command:false", "plain"} {
-		if _, err := ReadPassword(spec, dir); err == nil {
+		if _, err := ReadPassword(spec, cfg); err == nil {
 			t.Errorf("%s: no error", spec)
+		}
+	}
+	// A config that others could have written runs no command of theirs.
+	for _, mode := range []os.FileMode{0o664, 0o646, 0o666} {
+		os.Chmod(cfg, mode)
+		if _, err := ReadPassword("command:echo x", cfg); err == nil || !strings.Contains(err.Error(), "chmod go-w") {
+			t.Errorf("mode %v: %v", mode, err)
+		}
+		if _, err := ReadPassword("env:RUNUP_TEST_PW", cfg); err != nil {
+			t.Errorf("mode %v: env: %v", mode, err)
 		}
 	}
 }

@@ -18,12 +18,14 @@ func checkPasswordSpec(spec string) error {
 	return nil
 }
 
-// ReadPassword resolves a password source (env:NAME, file:PATH relative to
-// dir, command:CMD run by sh). A trailing newline is dropped.
-func ReadPassword(spec, dir string) ([]byte, error) {
+// ReadPassword resolves a password source of the config file at cfgFile
+// (env:NAME, file:PATH relative to the file's directory, command:CMD run
+// by sh). A trailing newline is dropped.
+func ReadPassword(spec, cfgFile string) ([]byte, error) {
 	if err := checkPasswordSpec(spec); err != nil {
 		return nil, err
 	}
+	dir := filepath.Dir(cfgFile)
 	kind, arg, _ := strings.Cut(spec, ":")
 	var out []byte
 	switch kind {
@@ -43,6 +45,9 @@ func ReadPassword(spec, dir string) ([]byte, error) {
 		}
 		out = b
 	case "command":
+		if err := safeToRun(cfgFile); err != nil {
+			return nil, err
+		}
 		cmd := exec.Command("sh", "-c", arg)
 		cmd.Dir = dir
 		cmd.Stderr = os.Stderr
@@ -57,4 +62,22 @@ func ReadPassword(spec, dir string) ([]byte, error) {
 		return nil, fmt.Errorf("password from %s is empty", spec)
 	}
 	return out, nil
+}
+
+// safeToRun refuses a config file that someone other than its owner could
+// have written, or that belongs to another user than the one running (or
+// root): its password command would run whatever they put there. ssh
+// refuses a loose config the same way.
+func safeToRun(cfgFile string) error {
+	fi, err := os.Stat(cfgFile)
+	if err != nil {
+		return fmt.Errorf("password command: %w", err)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("password command refused: %s is writable by others than its owner (mode %v), so anyone could choose the command; run 'chmod go-w %s'", cfgFile, fi.Mode().Perm(), cfgFile)
+	}
+	if owner, ok := fileOwner(fi); ok && owner != 0 && owner != os.Geteuid() {
+		return fmt.Errorf("password command refused: %s belongs to user %d, not to you or root", cfgFile, owner)
+	}
+	return nil
 }

@@ -100,6 +100,7 @@ type Lock struct {
 	told   bool  // onLost was called
 	stop   chan struct{}
 	done   chan struct{}
+	once   sync.Once
 }
 
 // LockOptions tune Lock.
@@ -392,15 +393,20 @@ func (l *Lock) Valid() error {
 // Err reports why the lock was lost, or nil.
 func (l *Lock) Err() error { return l.Valid() }
 
-// Unlock releases the lock.
+// Unlock releases the lock. It may be called more than once, and from an
+// interrupted command's last-resort exit at the same time as its own.
 func (l *Lock) Unlock() error {
-	close(l.stop)
-	<-l.done
-	l.r.guard.remove(l)
-	l.mu.Lock()
-	name := l.info.name
-	l.mu.Unlock()
-	return l.r.be.Remove(context.Background(), backend.Handle{Type: backend.Locks, Name: name})
+	var err error
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.done
+		l.r.guard.remove(l)
+		l.mu.Lock()
+		name := l.info.name
+		l.mu.Unlock()
+		err = l.r.be.Remove(context.Background(), backend.Handle{Type: backend.Locks, Name: name})
+	})
+	return err
 }
 
 // writeGuard holds the locks a repository's writes depend on: every write

@@ -287,6 +287,7 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 	var (
 		clear, wrapped []keyCandidate
 		damaged        []string
+		future         int
 	)
 	for _, name := range names {
 		b, err := backend.LoadAtMost(ctx, be, backend.Handle{Type: backend.Keys, Name: name}, maxKeyFileSize)
@@ -296,15 +297,17 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 		if err != nil && !errors.Is(err, backend.ErrTooLarge) {
 			return nil, err
 		}
-		if err != nil || KeyFileName(b) != name {
-			damaged = append(damaged, name)
-			continue
-		}
 		var probe struct {
 			Format int `json:"format"`
 		}
-		if json.Unmarshal(b, &probe) == nil && probe.Format != 0 && !formatSupported(probe.Format) {
-			return nil, formatError(probe.Format)
+		if err == nil && json.Unmarshal(b, &probe) == nil && probe.Format != 0 && !formatSupported(probe.Format) {
+			// Written by a newer RunUp: said so if no other key opens.
+			future = max(future, probe.Format)
+			continue
+		}
+		if err != nil || KeyFileName(b) != name {
+			damaged = append(damaged, name)
+			continue
 		}
 		kf, err := crypto.ParseKeyFile(b)
 		if err != nil || !formatSupported(kf.Format) {
@@ -316,6 +319,9 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 		} else {
 			wrapped = append(wrapped, keyCandidate{name, kf})
 		}
+	}
+	if len(clear)+len(wrapped) == 0 && future > 0 {
+		return nil, formatError(future)
 	}
 	damage := func() error {
 		short := make([]string, len(damaged))

@@ -117,6 +117,25 @@ func (s *S3) Start() {
 // Stop kills the server, as an outage would.
 func (s *S3) Stop() { s.p.stop() }
 
+// Freeze stops the server without closing its connections, as a server
+// that hangs would (SIGSTOP); Thaw lets it go on. The test's cleanup
+// thaws it.
+func (s *S3) Freeze() { signalTree(s.t, s.p.cmd.Process.Pid, syscall.SIGSTOP) }
+
+// Thaw undoes Freeze.
+func (s *S3) Thaw() { signalTree(s.t, s.p.cmd.Process.Pid, syscall.SIGCONT) }
+
+// signalTree signals a process and its descendants; SIGSTOP is undone
+// when the test ends.
+func signalTree(t testing.TB, pid int, sig syscall.Signal) {
+	for _, p := range append([]int{pid}, descendants(pid)...) {
+		syscall.Kill(p, sig)
+	}
+	if sig == syscall.SIGSTOP {
+		t.Cleanup(func() { signalTree(t, pid, syscall.SIGCONT) })
+	}
+}
+
 // Env holds the credentials the way AWS tools take them.
 func (s *S3) Env() []string {
 	return []string{"AWS_ACCESS_KEY_ID=" + s.Access, "AWS_SECRET_ACCESS_KEY=" + s.Secret}
@@ -212,6 +231,13 @@ func (s *SSHD) Stop() {
 	}
 	s.p.stop()
 }
+
+// Freeze stops sshd and its sessions without closing their connections,
+// as a server that hangs would; Thaw lets them go on.
+func (s *SSHD) Freeze() { signalTree(s.t, s.p.cmd.Process.Pid, syscall.SIGSTOP) }
+
+// Thaw undoes Freeze.
+func (s *SSHD) Thaw() { signalTree(s.t, s.p.cmd.Process.Pid, syscall.SIGCONT) }
 
 // descendants lists a process's children, grandchildren and so on, from
 // /proc.

@@ -84,12 +84,12 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 	dir := filepath.Dir(final)
 	if h.Type == backend.Data {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("save %v: %w", h, err)
+			return writeErr("save", h, err)
 		}
 	}
 	tmp, err := writeTemp(dir, filepath.Base(final), data)
 	if err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
+		return writeErr("save", h, err)
 	}
 	defer os.Remove(tmp)
 	if err := os.Link(tmp, final); err != nil {
@@ -97,7 +97,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
 		}
 		if !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.ENOTSUP) {
-			return fmt.Errorf("save %v: %w", h, err)
+			return writeErr("save", h, err)
 		}
 		// Filesystems without hard links: check, then rename. Not atomic
 		// against a concurrent writer of the same name, which for content
@@ -106,11 +106,11 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
 		}
 		if err := os.Rename(tmp, final); err != nil {
-			return fmt.Errorf("save %v: %w", h, err)
+			return writeErr("save", h, err)
 		}
 	}
 	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("save %v: %w", h, err)
+		return writeErr("save", h, err)
 	}
 	return nil
 }
@@ -131,6 +131,15 @@ func (b *Backend) Replace(ctx context.Context, h backend.Handle, data []byte) er
 		return fmt.Errorf("replace %v: %w", h, err)
 	}
 	return syncDir(filepath.Dir(final))
+}
+
+// writeErr wraps a failed write, marking a read-only filesystem or a
+// refusal of permission as backend.ErrReadOnly.
+func writeErr(op string, h backend.Handle, err error) error {
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%s %v: %w: %w", op, h, backend.ErrReadOnly, err)
+	}
+	return fmt.Errorf("%s %v: %w", op, h, err)
 }
 
 func writeTemp(dir, base string, data []byte) (string, error) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/runup/runup/internal/backend"
@@ -17,11 +18,23 @@ type Backend struct {
 	backend.Backend
 	Attempts int           // total tries per operation
 	Base     time.Duration // first wait; doubles each time
+	// Budget bounds how long the storage may fail before every operation
+	// gives up at once: many operations failing in turn (a restore of
+	// thousands of files from a server that went away) end within it,
+	// instead of each spending its own attempts.
+	Budget time.Duration
+	lastOK atomic.Int64 // unix nanoseconds of the last success
 }
 
-// Wrap returns be with retries: attempts tries, waiting base, 2×base, …
+// DefaultBudget is how long the storage may go without one success.
+const DefaultBudget = time.Minute
+
+// Wrap returns be with retries: attempts tries, waiting base, 2×base, …,
+// within DefaultBudget.
 func Wrap(be backend.Backend, attempts int, base time.Duration) *Backend {
-	return &Backend{Backend: be, Attempts: attempts, Base: base}
+	b := &Backend{Backend: be, Attempts: attempts, Base: base, Budget: DefaultBudget}
+	b.lastOK.Store(time.Now().UnixNano())
+	return b
 }
 
 // permanent errors are answers, not failures: retrying cannot change them.
@@ -37,10 +50,20 @@ func (b *Backend) do(ctx context.Context, what string, op func() error) error {
 	var err error
 	for i := 0; i < b.Attempts; i++ {
 		if err = op(); err == nil || permanent(err) {
+			if err == nil || !errors.Is(err, backend.ErrPermanent) {
+				b.lastOK.Store(time.Now().UnixNano()) // an answer, even "not found"
+			}
 			return err
+		}
+		failing := time.Since(time.Unix(0, b.lastOK.Load()))
+		if b.Budget > 0 && failing >= b.Budget {
+			return fmt.Errorf("%s: the storage has not answered for %v, giving up: %w", what, failing.Round(time.Second), err)
 		}
 		if i == b.Attempts-1 {
 			break
+		}
+		if b.Budget > 0 {
+			wait = min(wait, b.Budget-failing)
 		}
 		select {
 		case <-ctx.Done():
@@ -49,7 +72,7 @@ func (b *Backend) do(ctx context.Context, what string, op func() error) error {
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
-	return fmt.Errorf("gave up after %d attempts: %w", b.Attempts, err)
+	return fmt.Errorf("%s: gave up after %d attempts: %w", what, b.Attempts, err)
 }
 
 // Save implements backend.Backend.

@@ -11,12 +11,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -32,6 +34,9 @@ type Config struct {
 	HTTP      bool   // plain HTTP (a local test server)
 	PathStyle bool   // bucket in the path rather than the host name
 	Region    string // optional
+	// Timeout bounds how long a request may make no progress (0:
+	// backend.DefaultTimeout).
+	Timeout time.Duration
 }
 
 // ParseURL reads s3://host[:port]/bucket[/prefix][?http=1&path-style=1&region=R].
@@ -100,12 +105,23 @@ func Open(cfg Config) (*Backend, error) {
 	if cfg.PathStyle {
 		lookup = minio.BucketLookupPath
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = backend.DefaultTimeout
+	}
+	// Every wait has a deadline: connecting, the TLS handshake, the first
+	// byte of an answer; the bodies are watched by a Watchdog. Retries are
+	// backend/retry's, so the client makes none of its own.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: min(cfg.Timeout, 30*time.Second), KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout = min(cfg.Timeout, 30*time.Second)
+	tr.ResponseHeaderTimeout = cfg.Timeout
 	c, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:        credentialsChain(),
 		Secure:       !cfg.HTTP,
 		Region:       cfg.Region,
 		BucketLookup: lookup,
-		MaxRetries:   5,
+		Transport:    tr,
+		MaxRetries:   1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
@@ -170,11 +186,19 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 	} else if _, err := b.Stat(ctx, h); err == nil {
 		return fmt.Errorf("save %v: %w", h, backend.ErrExists)
 	}
-	_, err := b.c.PutObject(ctx, b.cfg.Bucket, b.key(h), bytes.NewReader(data), int64(len(data)), opts)
+	wctx, wd := backend.NewWatchdog(ctx, b.cfg.Timeout)
+	_, err := b.c.PutObject(wctx, b.cfg.Bucket, b.key(h), wd.Reader(bytes.NewReader(data)), int64(len(data)), opts)
+	err = wd.Err(err)
+	wd.Stop()
 	if err != nil {
 		var resp minio.ErrorResponse
 		if errors.As(err, &resp) && (resp.StatusCode == http.StatusPreconditionFailed || resp.Code == "PreconditionFailed") {
 			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
+		}
+		if errors.As(err, &resp) && resp.Code == "AccessDenied" {
+			// Reading worked (the repository was opened): the credentials
+			// or the bucket's policy allow no writes.
+			return fmt.Errorf("save %v: %w: %w: %s", h, backend.ErrReadOnly, backend.ErrPermanent, resp.Message)
 		}
 		return b.wrap(fmt.Sprintf("save %v", h), err)
 	}
@@ -184,6 +208,8 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 // Replace implements backend.Replacer: a PUT without a condition replaces
 // an object atomically.
 func (b *Backend) Replace(ctx context.Context, h backend.Handle, data []byte) error {
+	ctx, wd := backend.NewWatchdog(ctx, b.cfg.Timeout)
+	defer wd.Stop()
 	_, err := b.c.PutObject(ctx, b.cfg.Bucket, b.key(h), bytes.NewReader(data), int64(len(data)),
 		minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true})
 	if err != nil {
@@ -204,17 +230,19 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int
 			return nil, err
 		}
 	}
-	obj, err := b.c.GetObject(ctx, b.cfg.Bucket, b.key(h), opts)
+	wctx, wd := backend.NewWatchdog(ctx, b.cfg.Timeout)
+	defer wd.Stop()
+	obj, err := b.c.GetObject(wctx, b.cfg.Bucket, b.key(h), opts)
 	if err != nil {
-		return nil, b.wrap(fmt.Sprintf("load %v", h), err)
+		return nil, b.wrap(fmt.Sprintf("load %v", h), wd.Err(err))
 	}
 	defer obj.Close()
 	var buf bytes.Buffer
 	if length > 0 {
 		buf.Grow(int(length))
 	}
-	if _, err := buf.ReadFrom(obj); err != nil {
-		return nil, b.wrap(fmt.Sprintf("load %v", h), err)
+	if _, err := buf.ReadFrom(wd.Reader(obj)); err != nil {
+		return nil, b.wrap(fmt.Sprintf("load %v", h), wd.Err(err))
 	}
 	if length > 0 && int64(buf.Len()) != length {
 		return nil, fmt.Errorf("load %v: %w: got %d bytes at %d, want %d", h, backend.ErrRange, buf.Len(), offset, length)
@@ -224,9 +252,11 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int
 
 // Stat implements backend.Backend.
 func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
-	info, err := b.c.StatObject(ctx, b.cfg.Bucket, b.key(h), minio.StatObjectOptions{})
+	wctx, wd := backend.NewWatchdog(ctx, b.cfg.Timeout)
+	defer wd.Stop()
+	info, err := b.c.StatObject(wctx, b.cfg.Bucket, b.key(h), minio.StatObjectOptions{})
 	if err != nil {
-		return backend.FileInfo{}, b.wrap(fmt.Sprintf("stat %v", h), err)
+		return backend.FileInfo{}, b.wrap(fmt.Sprintf("stat %v", h), wd.Err(err))
 	}
 	return backend.FileInfo{Name: h.Name, Size: info.Size}, nil
 }
@@ -234,11 +264,12 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 // List implements backend.Backend.
 func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
 	prefix := path.Join(b.cfg.Prefix, string(t)) + "/"
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, wd := backend.NewWatchdog(ctx, b.cfg.Timeout)
+	defer wd.Stop()
 	for obj := range b.c.ListObjects(ctx, b.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		wd.Touch()
 		if obj.Err != nil {
-			return b.wrap(fmt.Sprintf("list %s", t), obj.Err)
+			return b.wrap(fmt.Sprintf("list %s", t), wd.Err(obj.Err))
 		}
 		name := strings.TrimPrefix(obj.Key, prefix)
 		if t == backend.Data {
@@ -261,7 +292,9 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 
 // Remove implements backend.Backend.
 func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
-	err := b.c.RemoveObject(ctx, b.cfg.Bucket, b.key(h), minio.RemoveObjectOptions{})
+	wctx, wd := backend.NewWatchdog(ctx, b.cfg.Timeout)
+	defer wd.Stop()
+	err := wd.Err(b.c.RemoveObject(wctx, b.cfg.Bucket, b.key(h), minio.RemoveObjectOptions{}))
 	if err != nil && !errors.Is(b.wrap("", err), backend.ErrNotExist) {
 		return b.wrap(fmt.Sprintf("remove %v", h), err)
 	}

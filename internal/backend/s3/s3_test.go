@@ -2,8 +2,12 @@ package s3
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/backend/backendtest"
 	"github.com/runup/runup/internal/testservers"
 )
@@ -46,5 +50,48 @@ func TestParseURL(t *testing.T) {
 		if _, err := ParseURL(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// A server that stops answering (frozen, not refusing) costs one timeout,
+// not forever.
+func TestFrozenServer(t *testing.T) {
+	srv := testservers.StartS3(t)
+	for _, kv := range srv.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	cfg, err := ParseURL(srv.URL("frozen", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Timeout = time.Second
+	be, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := be.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := backend.Handle{Type: backend.Keys, Name: "k"}
+	if err := be.Save(ctx, h, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Freeze()
+	for name, op := range map[string]func() error{
+		"load": func() error { _, err := be.Load(ctx, h, 0, 0); return err },
+		"save": func() error { return be.Save(ctx, backend.Handle{Type: backend.Keys, Name: "k2"}, []byte("y")) },
+		"list": func() error { return be.List(ctx, backend.Keys, func(backend.FileInfo) error { return nil }) },
+		"stat": func() error { _, err := be.Stat(ctx, h); return err },
+	} {
+		start := time.Now()
+		if err := op(); !errors.Is(err, backend.ErrStalled) || time.Since(start) > 10*time.Second {
+			t.Errorf("%s on a frozen server: %v after %v", name, err, time.Since(start))
+		}
+	}
+	srv.Thaw()
+	if b, err := be.Load(ctx, h, 0, 0); err != nil || string(b) != "x" {
+		t.Fatalf("after the server came back: %q %v", b, err)
 	}
 }

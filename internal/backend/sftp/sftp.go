@@ -6,6 +6,10 @@
 // never accepted. Writes go to a temporary file that is fsynced
 // (fsync@openssh.com) and renamed: OpenSSH renames by link and unlink, so a
 // rename onto an existing file fails, which gives write-once semantics.
+//
+// Every request has a deadline, and the connection a keepalive: a server
+// that stops answering (frozen, not refusing) costs one timeout, after
+// which the connection is dropped and the next request dials again.
 package sftp
 
 import (
@@ -22,6 +26,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kevinburke/ssh_config"
@@ -36,6 +42,9 @@ import (
 // Config is a parsed sftp:// location.
 type Config struct {
 	User, Host, Port, Path string
+	// Timeout bounds how long a request may make no progress (0:
+	// backend.DefaultTimeout).
+	Timeout time.Duration
 }
 
 // ParseURL reads sftp://[user@]host[:port]/path. Host may be an alias of
@@ -54,10 +63,35 @@ func ParseURL(s string) (Config, error) {
 
 // Backend is a repository directory on an SFTP server.
 type Backend struct {
-	cfg  Config
-	ssh  *ssh.Client
-	c    *sftp.Client
-	root string
+	cfg     Config
+	root    string
+	addr    string
+	conf    *ssh.ClientConfig
+	timeout time.Duration
+
+	mu  sync.Mutex
+	cur *conn // nil or dead: the next request dials
+}
+
+// conn is one SSH connection and its SFTP session.
+type conn struct {
+	ssh     *ssh.Client
+	c       *sftp.Client
+	dead    atomic.Bool
+	stalled atomic.Bool // dropped because the server stopped answering
+	done    chan struct{}
+}
+
+// stall drops a connection whose server stopped answering.
+func (cn *conn) stall() {
+	cn.stalled.Store(true)
+	cn.kill()
+}
+
+// kill drops the connection: every request on it fails at once.
+func (cn *conn) kill() {
+	cn.dead.Store(true)
+	cn.ssh.Close()
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -134,50 +168,154 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sftp %s: known_hosts: %w", alias, err)
 	}
-	addr := net.JoinHostPort(host, port)
-	conf := &ssh.ClientConfig{User: user, Auth: auths, HostKeyCallback: hostKeys, Timeout: 20 * time.Second}
-	d := net.Dialer{Timeout: 20 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("sftp %s: %w", addr, err)
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = backend.DefaultTimeout
 	}
-	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, conf)
+	b := &Backend{cfg: cfg, root: path.Clean(cfg.Path), addr: net.JoinHostPort(host, port), timeout: timeout,
+		conf: &ssh.ClientConfig{User: user, Auth: auths, HostKeyCallback: hostKeys, Timeout: min(timeout, 30*time.Second)}}
+	cn, err := b.dial(ctx)
 	if err != nil {
-		conn.Close()
 		var ke *knownhosts.KeyError
 		if errors.As(err, &ke) {
 			if len(ke.Want) == 0 {
-				return nil, fmt.Errorf("sftp %s: the host key is unknown: check it and add it to %s (ssh -p %s %s@%s does this)", addr, khFiles[0], port, user, host)
+				return nil, fmt.Errorf("sftp %s: the host key is unknown: check it and add it to %s (ssh -p %s %s@%s does this)", b.addr, khFiles[0], port, user, host)
 			}
-			return nil, fmt.Errorf("sftp %s: THE HOST KEY HAS CHANGED since it was recorded in %s:%d: someone may be intercepting the connection; refusing", addr, ke.Want[0].Filename, ke.Want[0].Line)
+			return nil, fmt.Errorf("sftp %s: THE HOST KEY HAS CHANGED since it was recorded in %s:%d: someone may be intercepting the connection; refusing", b.addr, ke.Want[0].Filename, ke.Want[0].Line)
 		}
-		return nil, fmt.Errorf("sftp %s@%s: %w", user, addr, err)
+		return nil, err
+	}
+	b.cur = cn
+	return b, nil
+}
+
+// dial connects, starts the SFTP session and its keepalive.
+func (b *Backend) dial(ctx context.Context) (*conn, error) {
+	d := net.Dialer{Timeout: b.conf.Timeout}
+	nc, err := d.DialContext(ctx, "tcp", b.addr)
+	if err != nil {
+		return nil, fmt.Errorf("sftp %s: %w", b.addr, err)
+	}
+	// The handshake gets a deadline too: a frozen server accepts
+	// connections but never answers.
+	_ = nc.SetDeadline(time.Now().Add(b.timeout))
+	sc, chans, reqs, err := ssh.NewClientConn(nc, b.addr, b.conf)
+	if err != nil {
+		nc.Close()
+		var ke *knownhosts.KeyError
+		if errors.As(err, &ke) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("sftp %s@%s: %w", b.conf.User, b.addr, err)
 	}
 	client := ssh.NewClient(sc, chans, reqs)
+	cn := &conn{ssh: client, done: make(chan struct{})}
+	start := time.AfterFunc(b.timeout, cn.stall)
 	c, err := sftp.NewClient(client, sftp.UseConcurrentWrites(true))
-	if err != nil {
+	if !start.Stop() || err != nil {
 		client.Close()
-		return nil, fmt.Errorf("sftp %s: start the sftp subsystem: %w", addr, err)
+		if err == nil {
+			err = fmt.Errorf("%w for %v", backend.ErrStalled, b.timeout)
+		}
+		return nil, fmt.Errorf("sftp %s: start the sftp subsystem: %w", b.addr, err)
 	}
-	return &Backend{cfg: cfg, ssh: client, c: c, root: path.Clean(cfg.Path)}, nil
+	_ = nc.SetDeadline(time.Time{})
+	cn.c = c
+	go func() {
+		_ = c.Wait()
+		cn.dead.Store(true)
+		close(cn.done)
+	}()
+	go b.keepalive(cn)
+	return cn, nil
+}
+
+// keepalive asks the server for a sign of life; a server that gives none
+// within the timeout has its connection dropped, which fails whatever was
+// waiting on it.
+func (b *Backend) keepalive(cn *conn) {
+	every := min(b.timeout/2, 15*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-cn.done:
+			return
+		case <-t.C:
+		}
+		kill := time.AfterFunc(b.timeout, cn.stall)
+		_, _, err := cn.ssh.SendRequest("keepalive@openssh.com", true, nil)
+		kill.Stop()
+		if err != nil {
+			cn.kill()
+			return
+		}
+	}
+}
+
+// minRate is the slowest transfer a request may make before it counts as
+// stalled, on top of the timeout.
+const minRate = 16 << 10
+
+// begin returns the live connection's client, dialling again if the last
+// one died, and a function that ends the request: it stops the request's
+// deadline and turns a stall into backend.ErrStalled. pkg/sftp takes no
+// contexts, so a deadline drops the connection, which fails the request.
+func (b *Backend) begin(ctx context.Context, size int64) (*sftp.Client, func(error) error, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	b.mu.Lock()
+	cn := b.cur
+	if cn == nil || cn.dead.Load() {
+		var err error
+		if cn, err = b.dial(ctx); err != nil {
+			b.mu.Unlock()
+			return nil, nil, err
+		}
+		b.cur = cn
+	}
+	b.mu.Unlock()
+	d := b.timeout + time.Duration(size/minRate)*time.Second
+	t := time.AfterFunc(d, cn.stall)
+	stop := context.AfterFunc(ctx, cn.kill)
+	return cn.c, func(err error) error {
+		t.Stop()
+		stop()
+		if err != nil && cn.stalled.Load() {
+			return fmt.Errorf("%w for %v: the server stopped answering: %w", backend.ErrStalled, d, err)
+		}
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}, nil
 }
 
 // Create makes the repository's directories.
 func (b *Backend) Create() error {
-	if err := b.c.MkdirAll(b.root); err != nil {
+	c, end, err := b.begin(context.Background(), 0)
+	if err != nil {
+		return err
+	}
+	return end(b.create(c))
+}
+
+func (b *Backend) create(c *sftp.Client) error {
+	if err := c.MkdirAll(b.root); err != nil {
 		return fmt.Errorf("sftp: create %s: %w", b.root, err)
 	}
-	if err := b.c.Chmod(b.root, 0o700); err != nil {
+	if err := c.Chmod(b.root, 0o700); err != nil {
 		return fmt.Errorf("sftp: create %s: %w", b.root, err)
 	}
 	for _, t := range backend.AllTypes {
 		if t == backend.Config {
 			continue
 		}
-		if err := b.c.MkdirAll(path.Join(b.root, string(t))); err != nil {
+		if err := c.MkdirAll(path.Join(b.root, string(t))); err != nil {
 			return fmt.Errorf("sftp: create %s: %w", path.Join(b.root, string(t)), err)
 		}
-		if err := b.c.Chmod(path.Join(b.root, string(t)), 0o700); err != nil {
+		if err := c.Chmod(path.Join(b.root, string(t)), 0o700); err != nil {
 			return fmt.Errorf("sftp: create %s: %w", path.Join(b.root, string(t)), err)
 		}
 	}
@@ -205,33 +343,41 @@ func wrap(what string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) || errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxNoSuchFile {
 		return fmt.Errorf("%s: %w", what, backend.ErrNotExist)
 	}
+	if errors.Is(err, fs.ErrPermission) || errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxPermissionDenied {
+		return fmt.Errorf("%s: %w: %w", what, backend.ErrReadOnly, err)
+	}
 	return fmt.Errorf("%s: %w", what, err)
 }
 
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error {
-	if err := ctx.Err(); err != nil {
+	c, end, err := b.begin(ctx, int64(len(data)))
+	if err != nil {
 		return err
 	}
+	return end(b.save(c, h, data))
+}
+
+func (b *Backend) save(c *sftp.Client, h backend.Handle, data []byte) error {
 	final := b.path(h)
 	dir := path.Dir(final)
 	if h.Type == backend.Data {
-		if _, err := b.c.Stat(dir); err != nil {
-			if err := b.c.MkdirAll(dir); err != nil {
+		if _, err := c.Stat(dir); err != nil {
+			if err := c.MkdirAll(dir); err != nil {
 				return wrap(fmt.Sprintf("save %v", h), err)
 			}
-			_ = b.c.Chmod(dir, 0o700)
+			_ = c.Chmod(dir, 0o700)
 		}
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := path.Join(dir, "."+path.Base(final)+".tmp-"+hex.EncodeToString(rnd[:]))
-	if err := b.writeFile(tmp, data); err != nil {
+	if err := writeFile(c, tmp, data); err != nil {
 		return wrap(fmt.Sprintf("save %v", h), err)
 	}
-	if err := b.c.Rename(tmp, final); err != nil {
-		_ = b.c.Remove(tmp)
-		if _, serr := b.c.Stat(final); serr == nil {
+	if err := c.Rename(tmp, final); err != nil {
+		_ = c.Remove(tmp)
+		if _, serr := c.Stat(final); serr == nil {
 			return fmt.Errorf("save %v: %w", h, backend.ErrExists)
 		}
 		return wrap(fmt.Sprintf("save %v", h), err)
@@ -242,8 +388,8 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 // writeFile writes a new file durably, readable by its owner alone: mode
 // 0600 from before its first byte (the server's default mode is often
 // world-readable), 0400 once complete, as repository files never change.
-func (b *Backend) writeFile(name string, data []byte) error {
-	f, err := b.c.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+func writeFile(c *sftp.Client, name string, data []byte) error {
+	f, err := c.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return err
 	}
@@ -264,7 +410,7 @@ func (b *Backend) writeFile(name string, data []byte) error {
 		werr = cerr
 	}
 	if werr != nil {
-		_ = b.c.Remove(name)
+		_ = c.Remove(name)
 	}
 	return werr
 }
@@ -272,23 +418,40 @@ func (b *Backend) writeFile(name string, data []byte) error {
 // Replace implements backend.Replacer with OpenSSH's posix-rename, which
 // replaces the target atomically.
 func (b *Backend) Replace(ctx context.Context, h backend.Handle, data []byte) error {
+	c, end, err := b.begin(ctx, int64(len(data)))
+	if err != nil {
+		return err
+	}
 	final := b.path(h)
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := path.Join(path.Dir(final), "."+path.Base(final)+".tmp-"+hex.EncodeToString(rnd[:]))
-	if err := b.writeFile(tmp, data); err != nil {
-		return wrap(fmt.Sprintf("replace %v", h), err)
+	if err := writeFile(c, tmp, data); err != nil {
+		return end(wrap(fmt.Sprintf("replace %v", h), err))
 	}
-	if err := b.c.PosixRename(tmp, final); err != nil {
-		_ = b.c.Remove(tmp)
-		return wrap(fmt.Sprintf("replace %v", h), err)
+	if err := c.PosixRename(tmp, final); err != nil {
+		_ = c.Remove(tmp)
+		return end(wrap(fmt.Sprintf("replace %v", h), err))
 	}
-	return nil
+	return end(nil)
 }
 
 // Load implements backend.Backend.
 func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int64) ([]byte, error) {
-	f, err := b.c.Open(b.path(h))
+	size := length
+	if size == 0 {
+		size = 32 << 20 // a whole file, at most a pack: a generous deadline
+	}
+	c, end, err := b.begin(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	data, err := b.load(c, h, offset, length)
+	return data, end(err)
+}
+
+func (b *Backend) load(c *sftp.Client, h backend.Handle, offset, length int64) ([]byte, error) {
+	f, err := c.Open(b.path(h))
 	if err != nil {
 		return nil, wrap(fmt.Sprintf("load %v", h), err)
 	}
@@ -312,8 +475,12 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int
 
 // Stat implements backend.Backend.
 func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
-	fi, err := b.c.Stat(b.path(h))
+	c, end, err := b.begin(ctx, 0)
 	if err != nil {
+		return backend.FileInfo{}, err
+	}
+	fi, err := c.Stat(b.path(h))
+	if err := end(err); err != nil {
 		return backend.FileInfo{}, wrap(fmt.Sprintf("stat %v", h), err)
 	}
 	return backend.FileInfo{Name: h.Name, Size: fi.Size()}, nil
@@ -323,8 +490,16 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
 	dir := path.Join(b.root, string(t))
 	dirs := []string{dir}
+	readDir := func(d string) ([]fs.FileInfo, error) {
+		c, end, err := b.begin(ctx, 0)
+		if err != nil {
+			return nil, err
+		}
+		entries, err := c.ReadDirContext(ctx, d)
+		return entries, end(err)
+	}
 	if t == backend.Data {
-		subs, err := b.c.ReadDirContext(ctx, dir)
+		subs, err := readDir(dir)
 		if err != nil {
 			if errors.Is(wrap("", err), backend.ErrNotExist) {
 				return nil
@@ -339,7 +514,7 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 		}
 	}
 	for _, d := range dirs {
-		entries, err := b.c.ReadDirContext(ctx, d)
+		entries, err := readDir(d)
 		if err != nil {
 			if errors.Is(wrap("", err), backend.ErrNotExist) {
 				continue
@@ -360,7 +535,11 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 
 // Remove implements backend.Backend.
 func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
-	if err := b.c.Remove(b.path(h)); err != nil && !errors.Is(wrap("", err), backend.ErrNotExist) {
+	c, end, err := b.begin(ctx, 0)
+	if err != nil {
+		return err
+	}
+	if err := end(c.Remove(b.path(h))); err != nil && !errors.Is(wrap("", err), backend.ErrNotExist) {
 		return wrap(fmt.Sprintf("remove %v", h), err)
 	}
 	return nil
@@ -368,8 +547,15 @@ func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 
 // Close implements backend.Backend.
 func (b *Backend) Close() error {
-	cerr := b.c.Close()
-	if err := b.ssh.Close(); cerr == nil {
+	b.mu.Lock()
+	cn := b.cur
+	b.cur = nil
+	b.mu.Unlock()
+	if cn == nil {
+		return nil
+	}
+	cerr := cn.c.Close()
+	if err := cn.ssh.Close(); cerr == nil && !errors.Is(err, net.ErrClosed) {
 		cerr = err
 	}
 	return cerr

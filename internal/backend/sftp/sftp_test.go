@@ -2,10 +2,12 @@ package sftp
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/backend/backendtest"
@@ -93,5 +95,38 @@ func TestModesAndReplace(t *testing.T) {
 	}
 	if b, err := backend.LoadAll(ctx, be, backend.Handle{Type: backend.Config}); err != nil || string(b) != "new" {
 		t.Fatalf("after replace: %q %v", b, err)
+	}
+}
+
+// A server that stops answering (frozen, not refusing) costs one timeout,
+// not forever; once it answers again, the next request dials again.
+func TestFrozenServer(t *testing.T) {
+	srv := testservers.StartSSHD(t)
+	t.Setenv("HOME", srv.Home)
+	t.Setenv("SSH_AUTH_SOCK", "")
+	cfg, _ := ParseURL(srv.URL(filepath.Join(t.TempDir(), "repo")))
+	cfg.Timeout = time.Second
+	be, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	if err := be.Create(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	h := backend.Handle{Type: backend.Keys, Name: "k"}
+	if err := be.Save(ctx, h, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Freeze()
+	start := time.Now()
+	_, err = be.Load(ctx, h, 0, 0)
+	if !errors.Is(err, backend.ErrStalled) || time.Since(start) > 10*time.Second {
+		t.Fatalf("load from a frozen server: %v after %v", err, time.Since(start))
+	}
+	srv.Thaw()
+	if b, err := be.Load(ctx, h, 0, 0); err != nil || string(b) != "x" {
+		t.Fatalf("after the server came back: %q %v", b, err)
 	}
 }
