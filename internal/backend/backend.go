@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"time"
 )
 
 // FileType is the kind of a repository file; it picks the folder it lives in.
@@ -60,6 +61,9 @@ func (h Handle) String() string {
 type FileInfo struct {
 	Name string
 	Size int64
+	// ModTime is when the file was written, as the storage says: used
+	// only to leave recent files alone (prune's grace period).
+	ModTime time.Time
 }
 
 // ErrExists is returned by Save when the file is already there: files are

@@ -147,16 +147,19 @@ are written before the old ones are removed.`,
 			if err != nil {
 				return err
 			}
+			for _, p := range res.Unreadable {
+				fmt.Fprintf(g.stderr, "warning: %v (removed: it is replaced by the new index)\n", p)
+			}
 			for _, p := range res.Kept {
 				fmt.Fprintf(g.stderr, "warning: %v\n", p)
 			}
-			for _, p := range append(res.Unreadable, res.Lost...) {
+			for _, p := range res.Lost {
 				fmt.Fprintf(g.stderr, "error: %v\n", p)
 			}
 			g.printf("Index rebuilt from %d pack(s).\n", res.Packs)
-			if len(res.Kept)+len(res.Lost)+len(res.Unreadable) > 0 {
-				return withCode(ExitDamaged, fmt.Errorf("%d pack(s) with a damaged header (kept as the old index described them), %d unreachable, %d index file(s) unreadable and left in place; run 'runup check'",
-					len(res.Kept), len(res.Lost), len(res.Unreadable)))
+			if len(res.Kept)+len(res.Lost) > 0 {
+				return withCode(ExitDamaged, fmt.Errorf("%d pack(s) with a damaged header (kept as the old index described them), %d unreachable; run 'runup check'",
+					len(res.Kept), len(res.Lost)))
 			}
 			return nil
 		},

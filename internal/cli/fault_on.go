@@ -4,9 +4,11 @@ package cli
 
 import (
 	"os"
+	"time"
 
 	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/backend/faulty"
+	"github.com/runup/runup/internal/repo"
 )
 
 // wrapBackend installs the fault named by RUNUP_FAULT. Only test builds
@@ -21,4 +23,15 @@ func wrapBackend(be backend.Backend) (backend.Backend, error) {
 		return nil, usageErr(err)
 	}
 	return faulty.Wrap(be, a, n), nil
+}
+
+// lockTiming reads RUNUP_LOCK_STALE (a duration), so that tests can make
+// locks go stale in seconds: refresh comes at a sixth of it, and prune's
+// grace period follows it.
+func lockTiming() repo.LockTiming {
+	d, err := time.ParseDuration(os.Getenv("RUNUP_LOCK_STALE"))
+	if err != nil {
+		return repo.LockTiming{}
+	}
+	return repo.LockTiming{Stale: d}
 }

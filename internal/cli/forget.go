@@ -69,6 +69,7 @@ func parseSize(s string) (int64, error) {
 }
 
 func runPrune(ctx context.Context, g *globals, s *session, o pruner.Options) error {
+	o.Grace = lockTiming().WithDefaults().Stale
 	st, err := pruner.Prune(ctx, s.Repository, o)
 	if err != nil {
 		return err
@@ -82,6 +83,10 @@ func runPrune(ctx context.Context, g *globals, s *session, o pruner.Options) err
 	}
 	g.printf("%s %d unused pack(s) and repack %d; %d kept. %s of %s freed.\n", verb, st.PacksDeleted, st.PacksRepacked,
 		st.PacksKept, progress.Bytes(st.BytesFreed), progress.Bytes(st.BytesBefore))
+	if st.PacksRecent > 0 {
+		g.printf("%d pack(s) written in the last %v and not yet indexed were left alone: a backup may still use them.\n",
+			st.PacksRecent, o.Grace)
+	}
 	return nil
 }
 

@@ -319,6 +319,7 @@ func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, e
 		return nil, err
 	}
 	store, known_, remembered := e.remembered(be.Location())
+	o.Lock = lockTiming()
 	o.RequireEncryption = pw != nil || (remembered && known_.Encrypted)
 	if remembered {
 		o.PreferKey = known_.KeyID

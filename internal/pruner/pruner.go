@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/crypto"
@@ -32,7 +33,14 @@ type Options struct {
 	// bound).
 	MaxRepackSize int64
 	DryRun        bool
+	// Grace leaves packs that no index file lists alone while they are
+	// younger than this: a writer may still reference them.
+	Grace time.Duration
 }
+
+// DefaultGrace is prune's grace period for packs no index names: the lock
+// stale age, after which no live writer holds them unreferenced.
+const DefaultGrace = repo.LockStaleAge
 
 // Stats tell what a prune did (or would do).
 type Stats struct {
@@ -45,11 +53,14 @@ type Stats struct {
 	BytesRepacked int64 `json:"bytes_repacked"`
 	BlobsUsed     int   `json:"blobs_used"`
 	BlobsUnused   int   `json:"blobs_unused"`
+	// PacksRecent are packs no index lists yet, left alone for the grace
+	// period.
+	PacksRecent int `json:"packs_recent,omitempty"`
 }
 
 // Prune runs under the caller's exclusive lock.
 func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
-	pc, err := r.ReadPackContents(ctx)
+	pc, err := r.ReadPackContents(ctx, o.Grace)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +132,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 			}
 		}
 	}
-	st := &Stats{Packs: len(infos), BlobsUsed: len(claimed)}
+	st := &Stats{Packs: len(infos), BlobsUsed: len(claimed), PacksRecent: pc.Recent}
 	for _, blobs := range pc.Packs {
 		for _, b := range blobs {
 			if !used[key(b)] {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/crypto"
@@ -147,17 +148,19 @@ type RebuildResult struct {
 	// Lost are packs whose header is unreadable and that no readable old
 	// index file described: their data cannot be reached.
 	Lost []error
-	// Unreadable are old index files that could not be read; they are
-	// left in place.
+	// Unreadable are old index files that fail authentication or do not
+	// decode: nothing can ever be read from them, so they are removed once
+	// the new index is written.
 	Unreadable []error
 }
 
 // RebuildIndex writes index files describing every pack, from its header,
-// then removes the old index files it read. It never makes anything less
-// reachable than before: a pack whose header is damaged keeps the entries
-// the old index files held for it, and an index file that cannot be read
-// is left where it is. New files are durable before old ones go, so an
-// interrupted rebuild loses nothing.
+// then removes the old index files. It never makes anything less reachable
+// than before: a pack whose header is damaged keeps the entries the old
+// index files held for it, and an index file is removed only when it was
+// read, or is damaged for good (a failure to read it stops the rebuild).
+// New files are durable before old ones go, so an interrupted rebuild
+// loses nothing.
 func (r *Repository) RebuildIndex(ctx context.Context) (RebuildResult, error) {
 	var res RebuildResult
 	var old []string
@@ -179,6 +182,7 @@ func (r *Repository) RebuildIndex(ctx context.Context) (RebuildResult, error) {
 				return res, err
 			}
 			res.Unreadable = append(res.Unreadable, fmt.Errorf("index file %s: %w", name[:min(8, len(name))], err))
+			readable = append(readable, name) // damaged for good: goes too
 			continue
 		}
 		readable = append(readable, name)
@@ -269,13 +273,20 @@ type PackContents struct {
 	Packs      map[crypto.ID][]pack.Blob
 	Sizes      map[crypto.ID]int64
 	IndexFiles []string
+	// Recent are packs no index file lists that were written within the
+	// grace period: left out of Packs, so that nothing decides about them.
+	Recent int
 }
 
 // ReadPackContents reads every index file, lists the packs and reads the
 // headers of unindexed ones. A damaged index file or pack header is an
 // error: callers that delete data must not act on partial knowledge.
-func (r *Repository) ReadPackContents(ctx context.Context) (*PackContents, error) {
+// Unindexed packs younger than grace are left out: a writer that is slow,
+// suspended or lost its lock may still reference them in the job it is
+// about to write.
+func (r *Repository) ReadPackContents(ctx context.Context, grace time.Duration) (*PackContents, error) {
 	pc := &PackContents{Packs: map[crypto.ID][]pack.Blob{}, Sizes: map[crypto.ID]int64{}}
+	modTimes := map[crypto.ID]time.Time{}
 	if err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
 		pc.IndexFiles = append(pc.IndexFiles, fi.Name)
 		return nil
@@ -296,6 +307,7 @@ func (r *Repository) ReadPackContents(ctx context.Context) (*PackContents, error
 	if err := r.be.List(ctx, backend.Data, func(fi backend.FileInfo) error {
 		if id, err := crypto.ParseID(fi.Name); err == nil {
 			pc.Sizes[id] = fi.Size
+			modTimes[id] = fi.ModTime
 		}
 		return nil
 	}); err != nil {
@@ -314,8 +326,14 @@ func (r *Repository) ReadPackContents(ctx context.Context) (*PackContents, error
 			}
 		}
 	}
+	now := time.Now()
 	for id, size := range pc.Sizes {
 		if _, ok := pc.Packs[id]; ok {
+			continue
+		}
+		if mt := modTimes[id]; mt.IsZero() || now.Sub(mt) < grace {
+			pc.Recent++
+			delete(pc.Sizes, id)
 			continue
 		}
 		blobs, err := r.ReadPackHeader(ctx, id, size)

@@ -401,6 +401,11 @@ func (r *Repository) SaveJob(ctx context.Context, j *Job) error {
 	if err != nil {
 		return err
 	}
+	// Everything the job references was written under our lock: make sure
+	// it is still ours before the job makes others depend on it.
+	if err := r.guard.verify(ctx); err != nil {
+		return fmt.Errorf("write job: %w", err)
+	}
 	// Numbers are never reused: forgotten jobs count too, and so do jobs
 	// this machine saw that have vanished since.
 	next := max(jf.highest, r.HighestJob()) + 1

@@ -33,7 +33,8 @@ type LockTiming struct {
 	Stale   time.Duration
 }
 
-func (t LockTiming) orDefault() LockTiming {
+// WithDefaults fills in the defaults.
+func (t LockTiming) WithDefaults() LockTiming {
 	if t.Stale <= 0 {
 		t.Stale = LockStaleAge
 	}
@@ -113,7 +114,7 @@ type LockOptions struct {
 	OnLost func(error)
 }
 
-func (r *Repository) lockTiming() LockTiming { return r.opts.Lock.orDefault() }
+func (r *Repository) lockTiming() LockTiming { return r.opts.Lock.WithDefaults() }
 
 // Lock takes a shared or exclusive lock, waiting up to o.Wait for
 // conflicting holders. Protocol: write our lock file, then list the others;
@@ -341,25 +342,34 @@ func (l *Lock) markLost(err error) {
 	}
 }
 
+// verify checks that our lock file is still there and ours.
+func (l *Lock) verify(ctx context.Context) (LockInfo, error) {
+	l.mu.Lock()
+	info := l.info
+	l.mu.Unlock()
+	cur, err := l.r.loadLock(ctx, info.name)
+	switch {
+	case errors.Is(err, backend.ErrNotExist):
+		return info, fmt.Errorf("%w: its file locks/%s was removed by another process", ErrLockLost, info.name[:8])
+	case errors.Is(err, ErrDamaged):
+		return info, fmt.Errorf("%w: its file locks/%s was replaced", ErrLockLost, info.name[:8])
+	case err != nil:
+		return info, err
+	case cur.PID != info.PID || cur.Host != info.Host || !cur.Created.Equal(info.Created) || !cur.Refreshed.Equal(info.Refreshed):
+		return info, fmt.Errorf("%w: its file locks/%s was replaced", ErrLockLost, info.name[:8])
+	}
+	return info, nil
+}
+
 // refresh checks that our lock file is still ours, then writes a new one
 // before removing it, so the lock is never absent.
 func (l *Lock) refresh() error {
 	ctx := context.Background()
-	l.mu.Lock()
-	info := l.info
-	l.mu.Unlock()
-	old := info.name
-	cur, err := l.r.loadLock(ctx, old)
-	switch {
-	case errors.Is(err, backend.ErrNotExist):
-		return fmt.Errorf("%w: its file locks/%s was removed by another process", ErrLockLost, old[:8])
-	case errors.Is(err, ErrDamaged):
-		return fmt.Errorf("%w: its file locks/%s was replaced", ErrLockLost, old[:8])
-	case err != nil:
+	info, err := l.verify(ctx)
+	if err != nil {
 		return err
-	case cur.PID != info.PID || cur.Host != info.Host || !cur.Created.Equal(info.Created) || !cur.Refreshed.Equal(info.Refreshed):
-		return fmt.Errorf("%w: its file locks/%s was replaced", ErrLockLost, old[:8])
 	}
+	old := info.name
 	info.Refreshed = time.Now().UTC().Round(0)
 	name, err := l.r.writeLock(ctx, &info)
 	if err != nil {
@@ -426,6 +436,27 @@ func (g *writeGuard) remove(l *Lock) {
 	g.mu.Lock()
 	g.locks = slices.DeleteFunc(g.locks, func(x *Lock) bool { return x == l })
 	g.mu.Unlock()
+}
+
+// verify checks, against the storage, that every lock is still there and
+// ours: done before a write that makes others depend on what this process
+// wrote (a job record), so that a lock removed a moment ago is noticed.
+func (g *writeGuard) verify(ctx context.Context) error {
+	g.mu.Lock()
+	locks := slices.Clone(g.locks)
+	g.mu.Unlock()
+	for _, l := range locks {
+		if err := l.Valid(); err != nil {
+			return err
+		}
+		if _, err := l.verify(ctx); err != nil {
+			if errors.Is(err, ErrLockLost) {
+				l.markLost(err)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 func (g *writeGuard) check() error {

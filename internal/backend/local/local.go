@@ -242,7 +242,7 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 	if err != nil {
 		return backend.FileInfo{}, fmt.Errorf("stat %v: %w", h, err)
 	}
-	return backend.FileInfo{Name: h.Name, Size: fi.Size()}, nil
+	return backend.FileInfo{Name: h.Name, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
 // List implements backend.Backend.
@@ -291,7 +291,7 @@ func listDir(ctx context.Context, dir string, fn func(backend.FileInfo) error) e
 			}
 			return fmt.Errorf("list %s: %w", dir, err)
 		}
-		if err := fn(backend.FileInfo{Name: e.Name(), Size: info.Size()}); err != nil {
+		if err := fn(backend.FileInfo{Name: e.Name(), Size: info.Size(), ModTime: info.ModTime()}); err != nil {
 			return err
 		}
 	}

@@ -258,7 +258,7 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 	if err != nil {
 		return backend.FileInfo{}, b.wrap(fmt.Sprintf("stat %v", h), wd.Err(err))
 	}
-	return backend.FileInfo{Name: h.Name, Size: info.Size}, nil
+	return backend.FileInfo{Name: h.Name, Size: info.Size, ModTime: info.LastModified}, nil
 }
 
 // List implements backend.Backend.
@@ -283,7 +283,7 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 		if name == "" || strings.Contains(name, "/") || strings.HasPrefix(name, ".") {
 			continue
 		}
-		if err := fn(backend.FileInfo{Name: name, Size: obj.Size}); err != nil {
+		if err := fn(backend.FileInfo{Name: name, Size: obj.Size, ModTime: obj.LastModified}); err != nil {
 			return err
 		}
 	}

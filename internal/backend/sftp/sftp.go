@@ -483,7 +483,7 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 	if err := end(err); err != nil {
 		return backend.FileInfo{}, wrap(fmt.Sprintf("stat %v", h), err)
 	}
-	return backend.FileInfo{Name: h.Name, Size: fi.Size()}, nil
+	return backend.FileInfo{Name: h.Name, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
 // List implements backend.Backend.
@@ -525,7 +525,7 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 			if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 				continue
 			}
-			if err := fn(backend.FileInfo{Name: e.Name(), Size: e.Size()}); err != nil {
+			if err := fn(backend.FileInfo{Name: e.Name(), Size: e.Size(), ModTime: e.ModTime()}); err != nil {
 				return err
 			}
 		}
