@@ -19,10 +19,10 @@ import (
 // remote is a repository location on a real server, with the environment a
 // client needs (credentials, HOME with SSH keys) and a way to cut it off.
 type remote struct {
-	url   func(name string) string
-	env   []string
-	stop  func()
-	start func()
+	url          func(name string) string
+	env          []string
+	stop, start  func()
+	freeze, thaw func()
 }
 
 func remotes(t *testing.T) map[string]remote {
@@ -30,9 +30,11 @@ func remotes(t *testing.T) map[string]remote {
 	sshd := testservers.StartSSHD(t)
 	base := t.TempDir()
 	return map[string]remote{
-		"s3": {url: func(name string) string { return s3.URL("runup", name) }, env: s3.Env(), stop: s3.Stop, start: s3.Start},
+		"s3": {url: func(name string) string { return s3.URL("runup", name) }, env: s3.Env(), stop: s3.Stop, start: s3.Start,
+			freeze: s3.Freeze, thaw: s3.Thaw},
 		"sftp": {url: func(name string) string { return sshd.URL(filepath.Join(base, name)) },
-			env: []string{"HOME=" + sshd.Home, "SSH_AUTH_SOCK="}, stop: sshd.Stop, start: sshd.Start},
+			env: []string{"HOME=" + sshd.Home, "SSH_AUTH_SOCK="}, stop: sshd.Stop, start: sshd.Start,
+			freeze: sshd.Freeze, thaw: sshd.Thaw},
 	}
 }
 

@@ -206,6 +206,9 @@ func (b *Backend) dial(ctx context.Context) (*conn, error) {
 		if errors.As(err, &ke) {
 			return nil, err
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w for %v: the server stopped answering: %w", backend.ErrStalled, b.timeout, err)
+		}
 		return nil, fmt.Errorf("sftp %s@%s: %w", b.conf.User, b.addr, err)
 	}
 	client := ssh.NewClient(sc, chans, reqs)
