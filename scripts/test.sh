@@ -25,7 +25,8 @@ for target in \
   ./internal/pack:FuzzReadHeader ./internal/pack:FuzzParseHeader \
   ./internal/index:FuzzDecode ./internal/tree:FuzzDecode \
   ./internal/config:FuzzParse ./internal/crypto:FuzzParseKeyFile \
-  ./internal/repo:FuzzDecodeJob; do
+  ./internal/repo:FuzzDecodeJob ./internal/repo:FuzzDecompress \
+  ./internal/repo:FuzzDecodeGroup ./internal/repo:FuzzOpen; do
   pkg=${target%%:*}
   fn=${target##*:}
   log=$(mktemp)
