@@ -624,3 +624,30 @@ func TestHostileRemote(t *testing.T) {
 		})
 	}
 }
+
+// 7. An unknown file in a folder of the repository that RunUp reads is
+// damage that check names (exit 13), and crashes nothing. (Files outside the
+// layout, such as data/x, are never read.)
+func TestHostileUnknownFiles(t *testing.T) {
+	for _, p := range []string{"index/x", "keys/x", "locks/x", "jobs/x", "data/ab/x", "index/" + strings.Repeat("f", 64)} {
+		t.Run(strings.ReplaceAll(p, "/", "_"), func(t *testing.T) {
+			dir := project(t, map[string]string{"a": "a"})
+			runup(t, dir, 0, "init")
+			runup(t, dir, 0, "backup")
+			f := filepath.Join(dir, ".runup", p)
+			os.MkdirAll(filepath.Dir(f), 0o700)
+			os.WriteFile(f, []byte("planted"), 0o600)
+			code, out := run(t, runupBin(), dir, nil, "check")
+			if code != 13 || strings.Contains(out, "panic") {
+				t.Fatalf("check: exit %d\n%s", code, out)
+			}
+			if strings.HasPrefix(p, "locks/") {
+				return // a lock that cannot be verified is held: see TestHostileJunkLock
+			}
+			out = runup(t, dir, 0, "restore", "-l", "out", "-f")
+			if strings.Contains(out, "panic") {
+				t.Fatal(out)
+			}
+		})
+	}
+}

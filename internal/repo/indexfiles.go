@@ -55,7 +55,7 @@ func (r *Repository) LoadIndex(ctx context.Context) (problems []error, err error
 		if errors.Is(err, context.Canceled) {
 			return problems, err
 		}
-		problems = append(problems, fmt.Errorf("index file %s: %w", name[:8], err))
+		problems = append(problems, fmt.Errorf("index file %s: %w", short(name), err))
 	}
 	return problems, nil
 }
@@ -181,7 +181,7 @@ func (r *Repository) RebuildIndex(ctx context.Context) (RebuildResult, error) {
 			if !errors.Is(err, ErrDamaged) {
 				return res, err
 			}
-			res.Unreadable = append(res.Unreadable, fmt.Errorf("index file %s: %w", name[:min(8, len(name))], err))
+			res.Unreadable = append(res.Unreadable, fmt.Errorf("index file %s: %w", short(name), err))
 			readable = append(readable, name) // damaged for good: goes too
 			continue
 		}
@@ -296,7 +296,7 @@ func (r *Repository) ReadPackContents(ctx context.Context, grace time.Duration) 
 	for _, name := range pc.IndexFiles {
 		packs, err := r.LoadIndexFile(ctx, name)
 		if err != nil {
-			return nil, fmt.Errorf("index file %s: %w (run 'runup repair index')", name[:8], err)
+			return nil, fmt.Errorf("index file %s: %w (run 'runup repair index')", short(name), err)
 		}
 		for _, p := range packs {
 			if _, ok := pc.Packs[p.ID]; !ok {

@@ -141,6 +141,7 @@ func (r *Repository) listJobFiles(ctx context.Context) (*jobFiles, error) {
 	err := r.be.List(ctx, backend.Jobs, func(fi backend.FileInfo) error {
 		n, rev, forgotten, ok := parseJobName(fi.Name)
 		if !ok {
+			jf.forged = append(jf.forged, fmt.Errorf("jobs/%s: %w: not a job record or tombstone (an unknown file)", fi.Name, ErrDamaged))
 			return nil
 		}
 		jf.highest = max(jf.highest, n)
@@ -203,7 +204,7 @@ func (r *Repository) JobNumbers(ctx context.Context) ([]int, error) {
 // record nor a verified tombstone: job records deleted or lost. Numbers are never
 // reused and only forget removes jobs, leaving a tombstone, so each is
 // damage; deleting data on such knowledge could lose the missing jobs'.
-// Forged tombstones are returned as problems.
+// Forged tombstones and unknown files in jobs/ are returned as problems.
 func (r *Repository) MissingJobs(ctx context.Context) (missing []int, forged []error, err error) {
 	jf, err := r.listJobFiles(ctx)
 	if err != nil {

@@ -225,7 +225,7 @@ func (r *Repository) Locks(ctx context.Context) ([]*LockInfo, []error, error) {
 			if !errors.Is(err, ErrDamaged) {
 				return nil, nil, err
 			}
-			problems = append(problems, fmt.Errorf("lock %s: %w", name[:min(8, len(name))], err))
+			problems = append(problems, fmt.Errorf("lock %s: %w", short(name), err))
 			continue
 		}
 		locks = append(locks, l)
@@ -350,13 +350,13 @@ func (l *Lock) verify(ctx context.Context) (LockInfo, error) {
 	cur, err := l.r.loadLock(ctx, info.name)
 	switch {
 	case errors.Is(err, backend.ErrNotExist):
-		return info, fmt.Errorf("%w: its file locks/%s was removed by another process", ErrLockLost, info.name[:8])
+		return info, fmt.Errorf("%w: its file locks/%s was removed by another process", ErrLockLost, short(info.name))
 	case errors.Is(err, ErrDamaged):
-		return info, fmt.Errorf("%w: its file locks/%s was replaced", ErrLockLost, info.name[:8])
+		return info, fmt.Errorf("%w: its file locks/%s was replaced", ErrLockLost, short(info.name))
 	case err != nil:
 		return info, err
 	case cur.PID != info.PID || cur.Host != info.Host || !cur.Created.Equal(info.Created) || !cur.Refreshed.Equal(info.Refreshed):
-		return info, fmt.Errorf("%w: its file locks/%s was replaced", ErrLockLost, info.name[:8])
+		return info, fmt.Errorf("%w: its file locks/%s was replaced", ErrLockLost, short(info.name))
 	}
 	return info, nil
 }

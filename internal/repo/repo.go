@@ -324,11 +324,11 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 		return nil, formatError(future)
 	}
 	damage := func() error {
-		short := make([]string, len(damaged))
+		names := make([]string, len(damaged))
 		for i, n := range damaged {
-			short[i] = "keys/" + n[:min(len(n), 8)]
+			names[i] = "keys/" + short(n)
 		}
-		return fmt.Errorf("%w: key file %s does not match its name (damaged or altered); another password's key file, or a copy of the repository, is needed", ErrDamaged, strings.Join(short, ", "))
+		return fmt.Errorf("%w: key file %s does not match its name (damaged or altered); another password's key file, or a copy of the repository, is needed", ErrDamaged, strings.Join(names, ", "))
 	}
 	if o.RequireEncryption {
 		if len(wrapped) == 0 {
@@ -345,7 +345,7 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 	case len(clear) > 0 && len(wrapped) == 0:
 		k, err := clear[0].kf.Unwrap(nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: key file %s: %v", ErrDamaged, clear[0].name[:8], err)
+			return nil, fmt.Errorf("%w: key file %s: %v", ErrDamaged, short(clear[0].name), err)
 		}
 		key, keyID = k, clear[0].name
 	case len(wrapped) > 0:
@@ -411,6 +411,15 @@ func Open(ctx context.Context, be backend.Backend, pw PasswordFunc, o Options) (
 	r.packer = newPacker(r, uploads)
 	r.hintCache()
 	return r, nil
+}
+
+// short is the start of a file name, for messages; names come from the
+// storage and may be of any length.
+func short(name string) string {
+	if len(name) > 8 {
+		return name[:8]
+	}
+	return name
 }
 
 func boolInt(b bool) int {
