@@ -148,6 +148,11 @@ func (c *compressor) decompress(dst, src []byte, rawLen int) ([]byte, error) {
 	if exact && len(out) != rawLen {
 		return nil, fmt.Errorf("decompressed %d bytes, want %d", len(out), rawLen)
 	}
+	// The limit above is on this call only: give the buffer back with its
+	// whole capacity, which callers reuse for larger blobs.
+	if len(out) > 0 && &out[0] == &dst[:1][0] {
+		out = dst[:len(out)]
+	}
 	return out, nil
 }
 

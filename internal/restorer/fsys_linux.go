@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -26,17 +27,109 @@ type root struct {
 	// noOpenat2 is set once the kernel refused openat2 (Linux before 5.6):
 	// then paths are resolved one component at a time.
 	noOpenat2 atomic.Bool
+
+	// Directories resolved lately, by path: files of one directory come
+	// one after another, and resolving a path costs two system calls. A
+	// cached descriptor stays on the directory it was opened on, which
+	// was inside the target, whatever is renamed meanwhile.
+	mu    sync.Mutex
+	dirs  map[string]*dirRef
+	clock uint64
 }
+
+type dirRef struct {
+	fd    int
+	refs  int
+	used  uint64
+	stale bool // its path was removed: close when released
+}
+
+// maxDirs bounds the descriptors the cache keeps open.
+const maxDirs = 64
 
 func openRoot(path string) (*root, error) {
 	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("restore location %s: %w", path, err)
 	}
-	return &root{fd: fd, path: path}, nil
+	return &root{fd: fd, path: path, dirs: map[string]*dirRef{}}, nil
 }
 
-func (r *root) close() { unix.Close(r.fd) }
+func (r *root) close() {
+	r.mu.Lock()
+	for rel, d := range r.dirs {
+		unix.Close(d.fd)
+		delete(r.dirs, rel)
+	}
+	r.mu.Unlock()
+	unix.Close(r.fd)
+}
+
+// acquire returns the cached descriptor of directory rel, resolving it if
+// needed; release gives it back.
+func (r *root) acquire(rel string) (*dirRef, error) {
+	r.mu.Lock()
+	r.clock++
+	if d, ok := r.dirs[rel]; ok {
+		d.refs++
+		d.used = r.clock
+		r.mu.Unlock()
+		return d, nil
+	}
+	r.mu.Unlock()
+	fd, err := r.dir(rel)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d, ok := r.dirs[rel]; ok { // resolved meanwhile by another worker
+		unix.Close(fd)
+		d.refs++
+		return d, nil
+	}
+	d := &dirRef{fd: fd, refs: 1, used: r.clock}
+	r.dirs[rel] = d
+	if len(r.dirs) > maxDirs {
+		var oldest string
+		var at uint64 = ^uint64(0)
+		for p, x := range r.dirs {
+			if x.refs == 0 && x.used < at {
+				oldest, at = p, x.used
+			}
+		}
+		if x, ok := r.dirs[oldest]; ok && x.refs == 0 {
+			unix.Close(x.fd)
+			delete(r.dirs, oldest)
+		}
+	}
+	return d, nil
+}
+
+func (r *root) release(d *dirRef) {
+	r.mu.Lock()
+	d.refs--
+	if d.refs == 0 && d.stale {
+		unix.Close(d.fd)
+	}
+	r.mu.Unlock()
+}
+
+// forget drops cached directories at or below rel, before it is removed.
+func (r *root) forget(rel string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p, d := range r.dirs {
+		if rel == "" || p == rel || strings.HasPrefix(p, rel+"/") {
+			delete(r.dirs, p)
+			if d.refs == 0 {
+				unix.Close(d.fd)
+			} else {
+				d.stale = true
+			}
+		}
+	}
+}
 
 // dir opens the directory rel for use as the base of *at calls. No
 // component may be a symbolic link, and none may climb out.
@@ -90,12 +183,12 @@ func split(rel string) (string, string) {
 // at runs fn with the descriptor of rel's parent and rel's name.
 func (r *root) at(rel string, fn func(dirfd int, name string) error) error {
 	parent, name := split(rel)
-	fd, err := r.dir(parent)
+	d, err := r.acquire(parent)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
-	return fn(fd, name)
+	defer r.release(d)
+	return fn(d.fd, name)
 }
 
 // lstat describes rel without following it; ok is false when it is absent.
@@ -129,6 +222,7 @@ func (r *root) mkdir(rel string) (made bool, err error) {
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			return nil
 		}
+		r.forget(rel)
 		if err := unix.Unlinkat(dfd, name, 0); err != nil {
 			return fmt.Errorf("replace %s by a directory: %w", typeName(st.Mode), err)
 		}
@@ -141,6 +235,7 @@ func (r *root) mkdir(rel string) (made bool, err error) {
 // remove deletes rel, and everything below it when it is a directory,
 // without following links. A missing entry is not an error.
 func (r *root) remove(rel string) error {
+	r.forget(rel)
 	err := r.at(rel, func(dfd int, name string) error { return removeAt(dfd, name) })
 	if errors.Is(err, unix.ENOENT) {
 		return nil
