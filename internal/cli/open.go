@@ -33,6 +33,7 @@ type env struct {
 	known      known.Repo
 	knownStore *known.Store
 	cache      *cache.Backend // nil for local repositories and --no-cache
+	cleanup    []func()       // run when the session closes
 	dir        string         // absolute context
 	cfg        *config.Config
 	repoLoc    string
@@ -250,6 +251,9 @@ func (s *session) close() {
 		_ = s.lock.Unlock()
 	}
 	_ = s.Repository.Close()
+	for _, f := range s.env.cleanup {
+		f()
+	}
 	if s.env.cache != nil {
 		s.env.g.verbosef("cache: %d hits, %d misses\n", s.env.cache.Hits.Load(), s.env.cache.Misses.Load())
 	}
@@ -320,6 +324,7 @@ func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, e
 	}
 	store, known_, remembered := e.remembered(be.Location())
 	o.Lock = lockTiming()
+	o.IndexDir = e.indexDir()
 	o.RequireEncryption = pw != nil || (remembered && known_.Encrypted)
 	if remembered {
 		o.PreferKey = known_.KeyID
@@ -366,6 +371,30 @@ func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, e
 		e.known, e.knownStore = found, store
 	}
 	return r, nil
+}
+
+// indexDir is where the index is kept on disk, so that memory does not grow
+// with the repository: the cache directory's "index" folder, or, with
+// --no-cache or no cache directory, a temporary folder removed at the end.
+func (e *env) indexDir() string {
+	if !e.g.noCache {
+		dir := e.g.cacheDir
+		if dir == "" {
+			dir, _ = cache.Dir()
+		}
+		if dir != "" {
+			dir = filepath.Join(dir, "index")
+			if err := os.MkdirAll(dir, 0o700); err == nil {
+				return dir
+			}
+		}
+	}
+	dir, err := os.MkdirTemp("", "runup-index-")
+	if err != nil {
+		return "" // in memory, then
+	}
+	e.cleanup = append(e.cleanup, func() { os.RemoveAll(dir) })
+	return dir
 }
 
 func identityOf(location string, id repo.Identity) known.Repo {

@@ -44,7 +44,10 @@ type Key struct {
 
 func (k Key) String() string { return k.Type.String() + " " + k.ID.Short() }
 
-// Index is safe for concurrent use.
+// Index is safe for concurrent use. It is an in-memory part (index files
+// read this run, and packs written by it) over an optional Store on disk
+// (what the index files held when it was last brought up to date), less
+// the entries of the store's index files that are gone from the repository.
 type Index struct {
 	mu      sync.RWMutex
 	packs   []crypto.ID
@@ -52,6 +55,64 @@ type Index struct {
 	sorted  []Entry
 	pending map[Key]Entry
 	trees   map[uint32]bool // pack numbers that hold tree blobs
+
+	base *Store
+	dead map[uint32]bool // index files of base no longer in the repository
+	err  error           // the first failure to read base
+}
+
+// SetBase puts a store under the in-memory index; dead names the store's
+// index files whose entries no longer count.
+func (x *Index) SetBase(s *Store, dead map[uint32]bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.base, x.dead = s, dead
+}
+
+// Base returns the store under the index, or nil.
+func (x *Index) Base() (*Store, map[uint32]bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.base, x.dead
+}
+
+// Err reports the first failure to read the store: lookups that failed
+// answered "not there", which costs a chunk stored again or a file not
+// restored, never a wrong answer.
+func (x *Index) Err() error {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.err
+}
+
+func (x *Index) fail(err error) {
+	x.mu.Lock()
+	if x.err == nil {
+		x.err = err
+	}
+	x.mu.Unlock()
+}
+
+// baseLookup finds a blob in the store; the caller holds no lock.
+func (x *Index) baseLookup(k Key) (Location, bool) {
+	x.mu.RLock()
+	base, dead := x.base, x.dead
+	x.mu.RUnlock()
+	if base == nil {
+		return Location{}, false
+	}
+	e, ok, err := base.lookup(k.Type, k.ID, dead)
+	if err == nil && ok {
+		var id crypto.ID
+		if id, _, err = base.pack(e.Pack); err == nil {
+			return Location{PackID: id, Blob: pack.Blob{Type: e.Type, Flags: e.Flags, ID: e.ID, Offset: e.Offset,
+				Length: e.Length, RawLen: e.RawLen, Inner: e.Inner}}, true
+		}
+	}
+	if err != nil {
+		x.fail(err)
+	}
+	return Location{}, false
 }
 
 // New returns an empty index.
@@ -65,6 +126,10 @@ func New() *Index {
 func (x *Index) AddPack(packID crypto.ID, blobs []pack.Blob) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.addLocked(packID, blobs)
+}
+
+func (x *Index) addLocked(packID crypto.ID, blobs []pack.Blob) {
 	num, ok := x.packNum[packID]
 	if !ok {
 		num = uint32(len(x.packs))
@@ -136,21 +201,23 @@ func (x *Index) lookupLocked(k Key) (Entry, bool) {
 
 // Has reports whether the blob is stored.
 func (x *Index) Has(t pack.BlobType, id crypto.ID) bool {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	_, ok := x.lookupLocked(Key{id, t})
+	_, ok := x.Lookup(t, id)
 	return ok
 }
 
 // Lookup returns where a blob is stored.
 func (x *Index) Lookup(t pack.BlobType, id crypto.ID) (Location, bool) {
 	x.mu.RLock()
-	defer x.mu.RUnlock()
 	e, ok := x.lookupLocked(Key{id, t})
-	if !ok {
-		return Location{}, false
+	var loc Location
+	if ok {
+		loc = x.location(e)
 	}
-	return x.location(e), true
+	x.mu.RUnlock()
+	if ok {
+		return loc, true
+	}
+	return x.baseLookup(Key{id, t})
 }
 
 // LookupAny returns where a blob with this ID is stored, of either type:
@@ -171,35 +238,89 @@ func (x *Index) location(e Entry) Location {
 		Offset: e.Offset, Length: e.Length, RawLen: e.RawLen, Inner: e.Inner}}
 }
 
-// HasPack reports whether any blob of the pack was added.
+// HasPack reports whether any blob of the pack was added, or is in the
+// store's live index files.
 func (x *Index) HasPack(id crypto.ID) bool {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	_, ok := x.packNum[id]
-	return ok
+	found, _ := x.packFlags(id)
+	return found
 }
 
 // IsTreePack reports whether the pack holds tree blobs: the metadata a
 // cache keeps.
 func (x *Index) IsTreePack(id crypto.ID) bool {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	num, ok := x.packNum[id]
-	return ok && x.trees[num]
+	_, trees := x.packFlags(id)
+	return trees
 }
 
-// Len is the number of distinct blobs.
+func (x *Index) packFlags(id crypto.ID) (found, trees bool) {
+	x.mu.RLock()
+	num, ok := x.packNum[id]
+	trees = ok && x.trees[num]
+	base, dead := x.base, x.dead
+	x.mu.RUnlock()
+	if ok || base == nil {
+		return ok, trees
+	}
+	err := base.packOrdinals(id, func(ord uint32) bool {
+		_, flags, file, err := base.packFile(ord)
+		if err != nil {
+			x.fail(err)
+			return false
+		}
+		if dead[file] {
+			return true // listed by an index file that is gone: look on
+		}
+		found, trees = true, flags&packHasTrees != 0
+		return false
+	})
+	if err != nil {
+		x.fail(err)
+	}
+	return found, trees
+}
+
+// Len is the number of blobs: those of the store (duplicates and dead
+// files included) and those added in memory.
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.sorted) + len(x.pending)
+	n := len(x.sorted) + len(x.pending)
+	if x.base != nil {
+		n += x.base.Len()
+	}
+	return n
 }
 
 // Each calls fn for every blob, in no particular order, under a read lock:
-// fn must not call back into the index.
+// fn must not call back into the index. Blobs of the store come first,
+// read in one pass.
 func (x *Index) Each(fn func(Location)) {
 	x.mu.RLock()
-	defer x.mu.RUnlock()
+	var baseErr error
+	defer func() {
+		x.mu.RUnlock()
+		if baseErr != nil {
+			x.fail(baseErr)
+		}
+	}()
+	if x.base != nil {
+		var last []byte
+		err := x.base.entries.stream(func(r []byte) error {
+			e, file := decodeEntry(r)
+			if x.dead[file] || last != nil && bytes.Equal(last, r[:entryKey]) {
+				return nil
+			}
+			last = append(last[:0], r[:entryKey]...)
+			id, _, err := x.base.pack(e.Pack)
+			if err != nil {
+				return err
+			}
+			fn(Location{PackID: id, Blob: pack.Blob{Type: e.Type, Flags: e.Flags, ID: e.ID, Offset: e.Offset,
+				Length: e.Length, RawLen: e.RawLen, Inner: e.Inner}})
+			return nil
+		})
+		baseErr = err
+	}
 	for _, e := range x.sorted {
 		fn(x.location(e))
 	}

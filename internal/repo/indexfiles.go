@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/runup/runup/internal/backend"
@@ -23,7 +24,12 @@ func (r *Repository) writeIndex(ctx context.Context, packs []index.PackBlobs) (s
 	return name, nil
 }
 
-// LoadIndex reads every index file. A damaged index file is skipped and
+// LoadIndex makes the repository's index files answer lookups. With
+// Options.IndexDir, they are kept in a store on local disk, brought up to
+// date here: index files new since are merged into it (or, when few, read
+// into memory), and the entries of files the repository no longer has stop
+// counting; memory then holds a few bytes per page of the store. Without,
+// every index file is read into memory. A damaged index file is skipped and
 // reported in the returned list of problems, since the packs it describes
 // can still be found by AdoptPacks or `repair index`.
 func (r *Repository) LoadIndex(ctx context.Context) (problems []error, err error) {
@@ -34,6 +40,14 @@ func (r *Repository) LoadIndex(ctx context.Context) (problems []error, err error
 	}); err != nil {
 		return nil, err
 	}
+	if r.opts.IndexDir != "" {
+		return r.syncStore(ctx, names)
+	}
+	return r.loadIndexFiles(ctx, names)
+}
+
+// loadIndexFiles reads index files into the in-memory index.
+func (r *Repository) loadIndexFiles(ctx context.Context, names []string) (problems []error, err error) {
 	for _, name := range names {
 		plain, err := r.loadSealed(ctx, backend.Handle{Type: backend.Index, Name: name})
 		if err == nil {
@@ -58,6 +72,100 @@ func (r *Repository) LoadIndex(ctx context.Context) (problems []error, err error
 		problems = append(problems, fmt.Errorf("index file %s: %w", short(name), err))
 	}
 	return problems, nil
+}
+
+// Store tuning: a store is merged with new index files, rather than the
+// files read into memory, beyond this many; a compaction drops the entries
+// of index files gone from the repository once they are this share of its
+// files; sorting takes this much memory.
+const (
+	storeMergeFiles = 16
+	storeDeadShare  = 4 // 1/4
+	storeSortBudget = 64 << 20
+)
+
+// storeKey names the repository a store belongs to: a repository at the
+// same place with another key never uses it.
+func (r *Repository) storeKey() string { return r.cfg.ID + "-" + fingerprint(r.key) }
+
+// StoreDir is where this repository's index store lives.
+func (r *Repository) StoreDir() string {
+	if r.opts.IndexDir == "" {
+		return ""
+	}
+	return filepath.Join(r.opts.IndexDir, r.cfg.ID+"-"+fingerprint(r.key)[:16])
+}
+
+// syncStore brings the local store up to date with the index files names.
+func (r *Repository) syncStore(ctx context.Context, names []string) (problems []error, err error) {
+	root := r.StoreDir()
+	unlock, err := index.LockStore(root)
+	if err != nil {
+		return nil, fmt.Errorf("index store %s: %w", root, err)
+	}
+	defer unlock()
+	st, err := index.OpenStore(root, r.storeKey(), index.DefaultCacheBytes)
+	if err != nil {
+		if !errors.Is(err, index.ErrStoreDamaged) {
+			return nil, fmt.Errorf("index store %s: %w", root, err)
+		}
+		problems = append(problems, fmt.Errorf("%w; it is built again from the repository's index files", err))
+		_ = index.RemoveStore(root)
+		st = nil
+	}
+	live := make(map[string]bool, len(names))
+	for _, n := range names {
+		live[n] = true
+	}
+	dead := map[uint32]bool{}
+	var fresh []string
+	if st != nil {
+		for i, f := range st.Files() {
+			if !live[f] {
+				dead[uint32(i)] = true
+			}
+		}
+	}
+	for _, n := range names {
+		if st == nil {
+			fresh = append(fresh, n)
+		} else if _, ok := st.File(n); !ok {
+			fresh = append(fresh, n)
+		}
+	}
+	if st == nil || len(fresh) > storeMergeFiles || len(dead) > 0 && len(dead)*storeDeadShare >= len(st.Files()) {
+		src := func(add func(string, []index.PackBlobs) error) error {
+			for _, name := range fresh {
+				packs, err := r.LoadIndexFile(ctx, name)
+				if err != nil {
+					if errors.Is(err, backend.ErrNotExist) {
+						continue // removed by a concurrent prune
+					}
+					if errors.Is(err, context.Canceled) || !errors.Is(err, ErrDamaged) {
+						return err
+					}
+					problems = append(problems, fmt.Errorf("index file %s: %w", short(name), err))
+					continue
+				}
+				if err := add(name, packs); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		next, err := index.BuildStore(root, r.storeKey(), st, dead, src, storeSortBudget, index.DefaultCacheBytes)
+		if st != nil {
+			st.Close()
+		}
+		if err != nil {
+			return problems, fmt.Errorf("index store %s: %w", root, err)
+		}
+		r.idx.SetBase(next, nil)
+		return problems, nil
+	}
+	r.idx.SetBase(st, dead)
+	more, err := r.loadIndexFiles(ctx, fresh)
+	return append(problems, more...), err
 }
 
 // ReadPackHeader reads and decodes the header of a stored pack.

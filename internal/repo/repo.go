@@ -89,6 +89,10 @@ type Options struct {
 	// repository before: jobs up to it must exist or have a tombstone, and
 	// its number is never given again.
 	HighestJob int
+	// IndexDir is where the index is kept on local disk (a folder per
+	// repository below it), so that memory does not grow with the
+	// repository; "" keeps the whole index in memory.
+	IndexDir string
 	// Lock sets lock refresh and stale times (zero: the defaults).
 	Lock LockTiming
 	// PreferKey names the key file to try first (the one that opened the
@@ -473,6 +477,9 @@ func (r *Repository) Index() *index.Index { return r.idx }
 // Close releases the backend. Unflushed blobs are lost; call Flush first.
 func (r *Repository) Close() error {
 	r.packer.abort()
+	if s, _ := r.idx.Base(); s != nil {
+		s.Close()
+	}
 	return r.be.Close()
 }
 
