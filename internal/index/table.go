@@ -30,9 +30,9 @@ import (
 type table struct {
 	f        *os.File
 	path     string
-	rec, key int   // record and key sizes
-	perPage  int   // records per page
-	n        int   // records
+	rec, key int // record and key sizes
+	perPage  int // records per page
+	n        int // records
 	crcs     []uint32
 	fences   []byte // first key of each page
 	cache    *pageCache
