@@ -85,6 +85,13 @@ func (x *Index) Err() error {
 	return x.err
 }
 
+// ClearErr forgets the store's failure, once the store was replaced.
+func (x *Index) ClearErr() {
+	x.mu.Lock()
+	x.err = nil
+	x.mu.Unlock()
+}
+
 func (x *Index) fail(err error) {
 	x.mu.Lock()
 	if x.err == nil {

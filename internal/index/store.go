@@ -80,8 +80,11 @@ func OpenStore(root, repoKey string, cacheBytes int) (*Store, error) {
 		return nil, err
 	}
 	gen := strings.TrimSpace(string(cur))
-	if gen == "" || strings.ContainsAny(gen, `/\`) {
+	if !strings.HasPrefix(gen, "gen-") || strings.ContainsAny(gen, `/\`) {
 		return nil, fmt.Errorf("%w: %s/current", ErrStoreDamaged, root)
+	}
+	if _, err := os.Stat(filepath.Join(root, gen)); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStoreDamaged, err)
 	}
 	s := &Store{root: root, gen: gen, cache: newPageCache(cacheBytes)}
 	dir := filepath.Join(root, gen)

@@ -398,6 +398,14 @@ func (r *Repository) BlobKey(t pack.BlobType, id crypto.ID) index.Key {
 // Lookup finds a blob of type t. In format 1 and 2 a blob of the other type
 // with the same ID has the same bytes (the ID is their hash) and serves.
 func (r *Repository) Lookup(t pack.BlobType, id crypto.ID) (index.Location, bool) {
+	loc, ok := r.lookup(t, id)
+	if !ok && r.healStore() {
+		loc, ok = r.lookup(t, id)
+	}
+	return loc, ok
+}
+
+func (r *Repository) lookup(t pack.BlobType, id crypto.ID) (index.Location, bool) {
 	if loc, ok := r.idx.Lookup(t, id); ok {
 		return loc, true
 	}

@@ -96,6 +96,40 @@ func (r *Repository) StoreDir() string {
 	return filepath.Join(r.opts.IndexDir, r.cfg.ID+"-"+fingerprint(r.key)[:16])
 }
 
+// healStore rebuilds the local store once a lookup found it damaged (a
+// page that fails its checksum: the local disk's fault), and reports
+// whether it did: the lookup is then tried again. A lookup never answers
+// from a damaged page.
+func (r *Repository) healStore() bool {
+	err := r.idx.Err()
+	if err == nil || !errors.Is(err, index.ErrStoreDamaged) || r.opts.IndexDir == "" {
+		return false
+	}
+	r.healMu.Lock()
+	defer r.healMu.Unlock()
+	if r.idx.Err() == nil {
+		return true // healed by another goroutine meanwhile
+	}
+	if old, _ := r.idx.Base(); old != nil {
+		old.Close()
+	}
+	r.idx.SetBase(nil, nil)
+	_ = index.RemoveStore(r.StoreDir())
+	ctx := context.Background()
+	var names []string
+	if err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return false
+	}
+	if _, err := r.syncStore(ctx, names); err != nil {
+		return false
+	}
+	r.idx.ClearErr()
+	return true
+}
+
 // syncStore brings the local store up to date with the index files names.
 func (r *Repository) syncStore(ctx context.Context, names []string) (problems []error, err error) {
 	root := r.StoreDir()

@@ -116,6 +116,8 @@ type Repository struct {
 	indexMu    sync.Mutex
 	indexFiles map[string]bool // names of loaded index files
 
+	healMu sync.Mutex // one rebuild of a damaged store at a time
+
 	jobsMu     sync.Mutex
 	tombstones map[string]bool // verified tombstones
 	highestJob int

@@ -720,3 +720,102 @@ func TestRebuildKeepsWhatHeadersLost(t *testing.T) {
 		t.Fatalf("a damaged index file was kept: %v", err)
 	}
 }
+
+// With an index dir, the index lives in a store on local disk, brought up
+// to date at every open: new index files are read or merged, files the
+// repository lost stop counting, and a damaged store heals itself.
+func TestIndexStore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	be := mustLocal(t, dir)
+	if _, err := Init(ctx, be, InitOptions{Password: []byte("pw"), KDF: fastKDF}); err != nil {
+		t.Fatal(err)
+	}
+	idxDir := t.TempDir()
+	open := func() *Repository {
+		r, err := Open(ctx, be, func() ([]byte, error) { return []byte("pw"), nil }, Options{IndexDir: idxDir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if probs, err := r.LoadIndex(ctx); err != nil || len(probs) > 0 {
+			t.Fatalf("load index: %v %v", probs, err)
+		}
+		return r
+	}
+	var ids []crypto.ID
+	write := func(r *Repository, n int) {
+		for i := range n {
+			d := []byte(fmt.Sprintf("blob %d of %d", len(ids), i))
+			id := r.Key().Hash(d)
+			if _, err := r.SaveBlob(ctx, pack.Data, id, d); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+			if i%3 == 2 {
+				if _, err := r.Flush(ctx); err != nil { // an index file each time
+					t.Fatal(err)
+				}
+			}
+		}
+		if _, err := r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := func(r *Repository, want int) {
+		t.Helper()
+		for i, id := range ids[:want] {
+			if b, err := r.LoadBlob(ctx, pack.Data, id, nil); err != nil || !bytes.HasPrefix(b, []byte("blob")) {
+				t.Fatalf("blob %d of %d: %v", i, want, err)
+			}
+		}
+	}
+	r := open()
+	write(r, 60) // 20 index files: more than a few, so they are merged
+	r.Close()
+	r = open()
+	if s, _ := r.Index().Base(); s == nil || len(s.Files()) != 20 {
+		t.Fatal("no store, or not all index files in it")
+	}
+	all(r, 60)
+	write(r, 9) // a few new index files: read into memory over the store
+	r.Close()
+	r = open()
+	all(r, 69)
+	// An index file removed from the repository no longer counts.
+	var names []string
+	be.List(ctx, backend.Index, func(fi backend.FileInfo) error { names = append(names, fi.Name); return nil })
+	s, _ := r.Index().Base()
+	gone := s.Files()[0]
+	r.Close()
+	be.Remove(ctx, backend.Handle{Type: backend.Index, Name: gone})
+	r = open()
+	missing := 0
+	var present []crypto.ID
+	for _, id := range ids {
+		if !r.Has(pack.Data, id) {
+			missing++
+		} else {
+			present = append(present, id)
+		}
+	}
+	if missing != 3 {
+		t.Fatalf("%d blobs missing after one index file of 3 was removed", missing)
+	}
+	r.Close()
+	// A damaged page is noticed by the lookup that reads it, and the store
+	// is built again.
+	cur, _ := os.ReadFile(filepath.Join(r.StoreDir(), "current"))
+	entries := filepath.Join(r.StoreDir(), strings.TrimSpace(string(cur)), "entries")
+	f, _ := os.OpenFile(entries, os.O_RDWR, 0)
+	f.WriteAt(bytes.Repeat([]byte{0xee}, 64), 0)
+	f.Close()
+	r = open()
+	for _, id := range present {
+		if !r.Has(pack.Data, id) {
+			t.Fatalf("blob %v lost with a damaged store page", id.Short())
+		}
+	}
+	if err := r.Index().Err(); err != nil {
+		t.Fatalf("the damaged store was not replaced: %v", err)
+	}
+}
