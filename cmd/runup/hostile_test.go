@@ -651,3 +651,24 @@ func TestHostileUnknownFiles(t *testing.T) {
 		})
 	}
 }
+
+// Commands that do not need the index do not read it: jobs never, and
+// after a backup has published what it indexed to the local store, ls and
+// diff read no index file either.
+func TestIndexNotLoaded(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 10))
+	dir := project(t, nil)
+	for i := range 20 {
+		writeRandom(t, r, filepath.Join(dir, "data", fmt.Sprint("f", i)), 200<<10)
+	}
+	runup(t, dir, 0, "init")
+	runup(t, dir, 0, "backup")
+	writeRandom(t, r, filepath.Join(dir, "data", "new"), 100<<10)
+	runup(t, dir, 0, "backup")
+	for _, args := range [][]string{{"jobs"}, {"ls", "latest", "-r"}, {"diff", "1", "2"}, {"tag", "1", "--add", "x"}, {"forget", "1"}} {
+		out := runup(t, dir, 0, append([]string{"--verbose"}, args...)...)
+		if !strings.Contains(out, "index: 0 index file(s) read") {
+			t.Errorf("%v read index files:\n%s", args, out)
+		}
+	}
+}

@@ -204,6 +204,11 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 		g.printf("  %d new, %d changed, %d unchanged files, %d dirs; %s read, %s added to the repository in %.1fs\n",
 			s.FilesNew, s.FilesChanged, s.FilesUnchanged, s.Dirs, progress.Bytes(s.BytesRead), progress.Bytes(s.BytesAdded), s.Seconds)
 	}
+	// What this backup indexed goes into the local store now, so that the
+	// next command reads no index file.
+	if err := r.PublishIndex(ctx); err != nil {
+		fmt.Fprintf(g.stderr, "warning: local index store: %v\n", err)
+	}
 	if g.json {
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")

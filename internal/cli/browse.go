@@ -55,7 +55,7 @@ func newLs(g *globals) *cobra.Command {
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			s, jobs, err := g.readSession(ctx)
+			s, jobs, err := g.readSession(ctx, true)
 			if err != nil {
 				return err
 			}
@@ -126,7 +126,7 @@ func newDump(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			s, jobs, err := g.readSession(ctx)
+			s, jobs, err := g.readSession(ctx, true)
 			if err != nil {
 				return err
 			}
@@ -151,7 +151,7 @@ func newDiff(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			s, jobs, err := g.readSession(ctx)
+			s, jobs, err := g.readSession(ctx, true)
 			if err != nil {
 				return err
 			}
@@ -220,7 +220,7 @@ without '/' matches file names; with '/', whole paths inside the job.`,
 					return err
 				}
 			}
-			s, jobs, err := g.readSession(ctx)
+			s, jobs, err := g.readSession(ctx, true)
 			if err != nil {
 				return err
 			}
@@ -280,7 +280,7 @@ func newStats(g *globals) *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			s, jobs, err := g.readSession(ctx)
+			s, jobs, err := g.readSession(ctx, true)
 			if err != nil {
 				return err
 			}

@@ -196,7 +196,8 @@ kept by a policy: the --keep-* flags, or the project's keep: in runup.yaml
 			if err != nil {
 				return err
 			}
-			s, err := e.open(ctx, repo.Options{Uploads: e.uploads()}, exclusiveLock, "forget")
+			// Forgetting reads job records only; prune loads the index itself.
+			s, err := e.lockedRepo(ctx, repo.Options{Uploads: e.uploads()}, exclusiveLock, "forget")
 			if err != nil {
 				return err
 			}

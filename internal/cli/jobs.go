@@ -48,13 +48,18 @@ func resolveJob(jobs []*repo.Job, spec string) (*repo.Job, error) {
 	return best, nil
 }
 
-// readSession opens the repository for reading, with its jobs.
-func (g *globals) readSession(ctx context.Context) (*session, []*repo.Job, error) {
+// readSession opens the repository for reading, with its jobs, and its
+// index only when the command reads blobs: listing jobs needs none.
+func (g *globals) readSession(ctx context.Context, needIndex bool) (*session, []*repo.Job, error) {
 	e, err := g.loadEnv()
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := e.open(ctx, repo.Options{}, readLock, "read")
+	open := e.open
+	if !needIndex {
+		open = e.lockedRepo
+	}
+	s, err := open(ctx, repo.Options{}, readLock, "read")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -76,7 +81,7 @@ func newJobs(g *globals) *cobra.Command {
 		Short: "List jobs: number, project, time, host, tags, files, size, size added, duration",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, jobs, err := g.readSession(cmd.Context())
+			s, jobs, err := g.readSession(cmd.Context(), false)
 			if err != nil {
 				return err
 			}
@@ -148,7 +153,7 @@ func newTag(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := e.open(ctx, repo.Options{}, exclusiveLock, "tag")
+			s, err := e.lockedRepo(ctx, repo.Options{}, exclusiveLock, "tag")
 			if err != nil {
 				return err
 			}

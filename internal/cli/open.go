@@ -254,6 +254,7 @@ func (s *session) close() {
 	for _, f := range s.env.cleanup {
 		f()
 	}
+	s.env.g.verbosef("index: %d index file(s) read\n", s.IndexFilesRead())
 	if s.env.cache != nil {
 		s.env.g.verbosef("cache: %d hits, %d misses\n", s.env.cache.Hits.Load(), s.env.cache.Misses.Load())
 	}

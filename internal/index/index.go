@@ -56,24 +56,23 @@ type Index struct {
 	pending map[Key]Entry
 	trees   map[uint32]bool // pack numbers that hold tree blobs
 
-	base *Store
-	dead map[uint32]bool // index files of base no longer in the repository
-	err  error           // the first failure to read base
+	parts []Part // stores under the index, largest first
+	err   error  // the first failure to read a store
 }
 
-// SetBase puts a store under the in-memory index; dead names the store's
-// index files whose entries no longer count.
-func (x *Index) SetBase(s *Store, dead map[uint32]bool) {
+// SetParts puts stores under the in-memory index, each with the index
+// files whose entries no longer count.
+func (x *Index) SetParts(parts []Part) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.base, x.dead = s, dead
+	x.parts = parts
 }
 
-// Base returns the store under the index, or nil.
-func (x *Index) Base() (*Store, map[uint32]bool) {
+// Parts returns the stores under the index.
+func (x *Index) Parts() []Part {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return x.base, x.dead
+	return x.parts
 }
 
 // Err reports the first failure to read the store: lookups that failed
@@ -100,24 +99,24 @@ func (x *Index) fail(err error) {
 	x.mu.Unlock()
 }
 
-// baseLookup finds a blob in the store; the caller holds no lock.
+// baseLookup finds a blob in the stores; the caller holds no lock.
 func (x *Index) baseLookup(k Key) (Location, bool) {
 	x.mu.RLock()
-	base, dead := x.base, x.dead
+	parts := x.parts
 	x.mu.RUnlock()
-	if base == nil {
-		return Location{}, false
-	}
-	e, ok, err := base.lookup(k.Type, k.ID, dead)
-	if err == nil && ok {
-		var id crypto.ID
-		if id, _, err = base.pack(e.Pack); err == nil {
-			return Location{PackID: id, Blob: pack.Blob{Type: e.Type, Flags: e.Flags, ID: e.ID, Offset: e.Offset,
-				Length: e.Length, RawLen: e.RawLen, Inner: e.Inner}}, true
+	for _, p := range parts {
+		e, ok, err := p.S.lookup(k.Type, k.ID, p.Dead)
+		if err == nil && ok {
+			var id crypto.ID
+			if id, _, err = p.S.pack(e.Pack); err == nil {
+				return Location{PackID: id, Blob: pack.Blob{Type: e.Type, Flags: e.Flags, ID: e.ID, Offset: e.Offset,
+					Length: e.Length, RawLen: e.RawLen, Inner: e.Inner}}, true
+			}
 		}
-	}
-	if err != nil {
-		x.fail(err)
+		if err != nil {
+			x.fail(err)
+			return Location{}, false
+		}
 	}
 	return Location{}, false
 }
@@ -263,25 +262,30 @@ func (x *Index) packFlags(id crypto.ID) (found, trees bool) {
 	x.mu.RLock()
 	num, ok := x.packNum[id]
 	trees = ok && x.trees[num]
-	base, dead := x.base, x.dead
+	parts := x.parts
 	x.mu.RUnlock()
-	if ok || base == nil {
+	if ok {
 		return ok, trees
 	}
-	err := base.packOrdinals(id, func(ord uint32) bool {
-		_, flags, file, err := base.packFile(ord)
+	for _, p := range parts {
+		err := p.S.packOrdinals(id, func(ord uint32) bool {
+			_, flags, file, err := p.S.packFile(ord)
+			if err != nil {
+				x.fail(err)
+				return false
+			}
+			if p.Dead[file] {
+				return true // listed by an index file that is gone: look on
+			}
+			found, trees = true, flags&packHasTrees != 0
+			return false
+		})
 		if err != nil {
 			x.fail(err)
-			return false
 		}
-		if dead[file] {
-			return true // listed by an index file that is gone: look on
+		if found {
+			break
 		}
-		found, trees = true, flags&packHasTrees != 0
-		return false
-	})
-	if err != nil {
-		x.fail(err)
 	}
 	return found, trees
 }
@@ -292,8 +296,8 @@ func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	n := len(x.sorted) + len(x.pending)
-	if x.base != nil {
-		n += x.base.Len()
+	for _, p := range x.parts {
+		n += p.S.Len()
 	}
 	return n
 }
@@ -310,15 +314,20 @@ func (x *Index) Each(fn func(Location)) {
 			x.fail(baseErr)
 		}
 	}()
-	if x.base != nil {
+	for i, p := range x.parts {
 		var last []byte
-		err := x.base.entries.stream(func(r []byte) error {
+		err := p.S.entries.stream(func(r []byte) error {
 			e, file := decodeEntry(r)
-			if x.dead[file] || last != nil && bytes.Equal(last, r[:entryKey]) {
+			if p.Dead[file] || last != nil && bytes.Equal(last, r[:entryKey]) {
 				return nil
 			}
 			last = append(last[:0], r[:entryKey]...)
-			id, _, err := x.base.pack(e.Pack)
+			for _, earlier := range x.parts[:i] {
+				if _, ok, err := earlier.S.lookup(e.Type, e.ID, earlier.Dead); ok || err != nil {
+					return err // seen in an earlier part
+				}
+			}
+			id, _, err := p.S.pack(e.Pack)
 			if err != nil {
 				return err
 			}
@@ -326,7 +335,9 @@ func (x *Index) Each(fn func(Location)) {
 				Length: e.Length, RawLen: e.RawLen, Inner: e.Inner}})
 			return nil
 		})
-		baseErr = err
+		if err != nil && baseErr == nil {
+			baseErr = err
+		}
 	}
 	for _, e := range x.sorted {
 		fn(x.location(e))

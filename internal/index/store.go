@@ -2,6 +2,7 @@ package index
 
 import (
 	"bytes"
+	"container/heap"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -67,25 +68,14 @@ const storeVersion = 1
 // DefaultCacheBytes is how much of a store's pages a process keeps.
 const DefaultCacheBytes = 16 << 20
 
-// OpenStore opens the current generation of the store under root, made for
-// the repository repoKey; it returns nil and no error when there is none
-// (or one of another repository), and ErrStoreDamaged when it fails its
-// checks: then a new one is built.
-func OpenStore(root, repoKey string, cacheBytes int) (*Store, error) {
-	cur, err := os.ReadFile(filepath.Join(root, "current"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	gen := strings.TrimSpace(string(cur))
-	if !strings.HasPrefix(gen, "gen-") || strings.ContainsAny(gen, `/\`) {
-		return nil, fmt.Errorf("%w: %s/current", ErrStoreDamaged, root)
-	}
-	if _, err := os.Stat(filepath.Join(root, gen)); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrStoreDamaged, err)
-	}
+// OpenGen opens generation gen of the store under root, made for the
+// repository repoKey; it returns nil and no error for one of another
+// repository, and ErrStoreDamaged when it fails its checks.
+func OpenGen(root, gen, repoKey string, cacheBytes int) (*Store, error) {
+	return openGen(root, gen, repoKey, cacheBytes)
+}
+
+func openGen(root, gen, repoKey string, cacheBytes int) (*Store, error) {
 	s := &Store{root: root, gen: gen, cache: newPageCache(cacheBytes)}
 	dir := filepath.Join(root, gen)
 	b, err := os.ReadFile(filepath.Join(dir, "store.json"))
@@ -222,14 +212,21 @@ func (s *Store) packOrdinals(id crypto.ID, fn func(ord uint32) bool) error {
 }
 
 // StoreSource gives a store builder the repository's index files to add,
-// one at a time: next returns false when there are no more.
+// one at a time.
 type StoreSource func(add func(name string, packs []PackBlobs) error) error
 
-// BuildStore writes a new generation under root: the entries of base (nil
-// for a first build) but those of its dead index files, and those of the
-// index files src gives. Memory is bounded by budget bytes of sorting
-// buffer, plus a word per pack of base. It makes the new generation current.
-func BuildStore(root, repoKey string, base *Store, dead map[uint32]bool, src StoreSource, budget, cacheBytes int) (*Store, error) {
+// Part is a store to merge into a new one, less the entries of its index
+// files that are dead (gone from the repository).
+type Part struct {
+	S    *Store
+	Dead map[uint32]bool
+}
+
+// BuildStore writes a new generation under root: the live entries of the
+// parts, and those of the index files src gives. Memory is bounded by
+// budget bytes of sorting buffer, plus a word per pack of the parts. It
+// does not make the generation current: the caller does, with SetCurrent.
+func BuildStore(root, repoKey string, parts []Part, src StoreSource, budget, cacheBytes int) (*Store, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, err
 	}
@@ -254,8 +251,8 @@ func BuildStore(root, repoKey string, base *Store, dead map[uint32]bool, src Sto
 	defer packsW.abort()
 	packIDs := NewSorter(dir, packIDRec, packIDKey, budget/4)
 	defer packIDs.Close()
-	newEntries := NewSorter(dir, entryRec, entryKey, budget)
-	defer newEntries.Close()
+	fresh := NewSorter(dir, entryRec, entryKey, budget)
+	defer fresh.Close()
 	nextPack := uint32(0)
 	addPack := func(id crypto.ID, flags, file uint32) error {
 		var r [packRec]byte
@@ -271,41 +268,30 @@ func BuildStore(root, repoKey string, base *Store, dead map[uint32]bool, src Sto
 		return packIDs.Add(p[:])
 	}
 
-	// The base's live files and packs keep their order, renumbered.
-	var fileMap, packMap []uint32
+	// The parts' live files and packs keep their order, renumbered.
 	const gone = ^uint32(0)
-	if base != nil {
-		fileMap = make([]uint32, len(base.meta.Files))
+	maps := make([]partMap, len(parts))
+	for pi, part := range parts {
+		base, dead := part.S, part.Dead
+		m := &maps[pi]
+		m.files = make([]uint32, len(base.meta.Files))
 		for i, name := range base.meta.Files {
-			fileMap[i] = gone
+			m.files[i] = gone
 			if !dead[uint32(i)] {
-				fileMap[i] = uint32(len(meta.Files))
+				m.files[i] = uint32(len(meta.Files))
 				meta.Files = append(meta.Files, name)
 			}
 		}
-		// A pack of a dead file is dropped with the file's entries; the
-		// pack table does not say which file listed a pack, so packs are
-		// kept when any live entry uses them: first find those.
-		used := make([]bool, base.meta.Packs)
-		if err := base.entries.stream(func(r []byte) error {
-			e, file := decodeEntry(r)
-			if !dead[file] && int(e.Pack) < len(used) {
-				used[e.Pack] = true
-			}
-			return nil
-		}); err != nil {
-			return nil, err
-		}
-		packMap = make([]uint32, base.meta.Packs)
+		m.packs = make([]uint32, base.meta.Packs)
 		i := 0
 		if err := base.packs.stream(func(r []byte) error {
-			packMap[i] = gone
+			m.packs[i] = gone
 			file := binary.LittleEndian.Uint32(r[40:])
-			if used[i] && int(file) < len(fileMap) && fileMap[file] != gone {
-				packMap[i] = nextPack
+			if int(file) < len(m.files) && m.files[file] != gone {
+				m.packs[i] = nextPack
 				var id crypto.ID
 				copy(id[:], r[4:])
-				if err := addPack(id, binary.LittleEndian.Uint32(r[36:]), fileMap[file]); err != nil {
+				if err := addPack(id, binary.LittleEndian.Uint32(r[36:]), m.files[file]); err != nil {
 					return err
 				}
 			}
@@ -335,7 +321,7 @@ func BuildStore(root, repoKey string, base *Store, dead map[uint32]bool, src Sto
 				for _, b := range p.Blobs {
 					rec = encodeEntry(rec[:0], Entry{ID: b.ID, Type: b.Type, Flags: b.Flags, Pack: ord, Offset: b.Offset,
 						Length: b.Length, RawLen: b.RawLen, Inner: b.Inner}, file)
-					if err := newEntries.Add(rec); err != nil {
+					if err := fresh.Add(rec); err != nil {
 						return err
 					}
 				}
@@ -350,13 +336,13 @@ func BuildStore(root, repoKey string, base *Store, dead map[uint32]bool, src Sto
 	}
 	meta.Packs = int(nextPack)
 
-	// Entries: the base's (sorted already) merged with the new ones.
+	// Entries: the parts' (each sorted already) merged with the new ones.
 	entriesW, err := newTableWriter(filepath.Join(dir, "entries"), entryRec, entryKey)
 	if err != nil {
 		return nil, err
 	}
 	defer entriesW.abort()
-	if err := mergeEntries(base, dead, fileMap, packMap, newEntries, func(r []byte) { entriesW.add(r); meta.Entries++ }); err != nil {
+	if err := mergeEntries(parts, maps, fresh, func(r []byte) { entriesW.add(r); meta.Entries++ }); err != nil {
 		return nil, err
 	}
 	if err := entriesW.finish(); err != nil {
@@ -383,52 +369,98 @@ func BuildStore(root, repoKey string, base *Store, dead map[uint32]bool, src Sto
 	if err := syncDir(dir); err != nil {
 		return nil, err
 	}
-	// Switch: a new "current", renamed over the old one.
-	if err := writeFileSync(filepath.Join(root, ".current.tmp-"+gen), []byte(gen+"\n")); err != nil {
+	s, err := openGen(root, gen, repoKey, cacheBytes)
+	if err != nil {
 		return nil, err
 	}
-	if err := os.Rename(filepath.Join(root, ".current.tmp-"+gen), filepath.Join(root, "current")); err != nil {
-		return nil, err
-	}
-	_ = syncDir(root)
 	ok = true
-	// Older generations go; a process that still reads one keeps its open
-	// files.
-	if entries, err := os.ReadDir(root); err == nil {
-		for _, e := range entries {
-			if e.IsDir() && strings.HasPrefix(e.Name(), "gen-") && e.Name() != gen {
-				os.RemoveAll(filepath.Join(root, e.Name()))
-			}
-		}
-	}
-	return OpenStore(root, repoKey, cacheBytes)
+	return s, nil
 }
 
-// mergeEntries streams the base's live entries, renumbered, and the new
+// partMap renumbers a part's index files and packs in the new store.
+type partMap struct{ files, packs []uint32 }
+
+// stream is a source of entry records in key order.
+type stream struct {
+	next func() ([]byte, error) // nil record at the end
+	rec  []byte
+	pri  int
+}
+
+// mergeEntries streams the parts' live entries, renumbered, and the new
 // sorted entries, in key order.
-func mergeEntries(base *Store, dead map[uint32]bool, fileMap, packMap []uint32, fresh *Sorter, emit func(r []byte)) error {
-	if base == nil {
+func mergeEntries(parts []Part, maps []partMap, fresh *Sorter, emit func(r []byte)) error {
+	var streams []*stream
+	stop := make(chan struct{})
+	defer close(stop)
+	for i, part := range parts {
+		streams = append(streams, &stream{next: partStream(part, maps[i], stop), pri: i})
+	}
+	if len(streams) == 0 {
 		return fresh.Each(func(r []byte) error { emit(r); return nil })
 	}
-	// Two sorted streams: the base in a goroutine feeding a channel of
-	// pages' worth of records, the new entries from the sorter.
+	// The new entries come from the sorter's callback: merge the parts'
+	// records in before each.
+	h := &streamHeap{}
+	for _, st := range streams {
+		r, err := st.next()
+		if err != nil {
+			return err
+		}
+		if r != nil {
+			st.rec = r
+			heap.Push(h, st)
+		}
+	}
+	drain := func(upTo []byte) error {
+		for h.Len() > 0 {
+			top := (*h)[0]
+			if upTo != nil && bytes.Compare(top.rec[:entryKey], upTo[:entryKey]) > 0 {
+				return nil
+			}
+			emit(top.rec)
+			r, err := top.next()
+			if err != nil {
+				return err
+			}
+			if r == nil {
+				heap.Pop(h)
+			} else {
+				top.rec = r
+				heap.Fix(h, 0)
+			}
+		}
+		return nil
+	}
+	if err := fresh.Each(func(r []byte) error {
+		if err := drain(r); err != nil {
+			return err
+		}
+		emit(r)
+		return nil
+	}); err != nil {
+		return err
+	}
+	return drain(nil)
+}
+
+// partStream reads a part's live entries, renumbered, in a goroutine.
+func partStream(part Part, m partMap, stop chan struct{}) func() ([]byte, error) {
 	type batch struct {
 		recs [][]byte
 		err  error
 	}
 	ch := make(chan batch, 4)
-	stop := make(chan struct{})
-	defer close(stop)
 	go func() {
 		defer close(ch)
 		var cur [][]byte
-		err := base.entries.stream(func(r []byte) error {
+		err := part.S.entries.stream(func(r []byte) error {
 			e, file := decodeEntry(r)
-			if dead[file] || int(file) >= len(fileMap) || int(e.Pack) >= len(packMap) || packMap[e.Pack] == ^uint32(0) {
+			if part.Dead[file] || int(file) >= len(m.files) || int(e.Pack) >= len(m.packs) || m.packs[e.Pack] == ^uint32(0) {
 				return nil
 			}
-			e.Pack = packMap[e.Pack]
-			cur = append(cur, encodeEntry(make([]byte, 0, entryRec), e, fileMap[file]))
+			e.Pack = m.packs[e.Pack]
+			cur = append(cur, encodeEntry(make([]byte, 0, entryRec), e, m.files[file]))
 			if len(cur) == 1024 {
 				select {
 				case ch <- batch{recs: cur}:
@@ -445,9 +477,8 @@ func mergeEntries(base *Store, dead map[uint32]bool, fileMap, packMap []uint32, 
 		}
 	}()
 	var pending [][]byte
-	var baseErr error
 	done := false
-	next := func() []byte {
+	return func() ([]byte, error) {
 		for len(pending) == 0 && !done {
 			b, ok := <-ch
 			if !ok {
@@ -455,34 +486,89 @@ func mergeEntries(base *Store, dead map[uint32]bool, fileMap, packMap []uint32, 
 				break
 			}
 			if b.err != nil {
-				baseErr = b.err
+				return nil, b.err
 			}
 			pending = b.recs
 		}
 		if len(pending) == 0 {
-			return nil
+			return nil, nil
 		}
 		r := pending[0]
 		pending = pending[1:]
-		return r
+		return r, nil
 	}
-	head := next()
-	err := fresh.Each(func(r []byte) error {
-		for head != nil && bytes.Compare(head[:entryKey], r[:entryKey]) <= 0 {
-			emit(head)
-			head = next()
-		}
-		emit(r)
-		return nil
-	})
+}
+
+type streamHeap []*stream
+
+func (h streamHeap) Len() int { return len(h) }
+func (h streamHeap) Less(i, j int) bool {
+	if c := bytes.Compare(h[i].rec[:entryKey], h[j].rec[:entryKey]); c != 0 {
+		return c < 0
+	}
+	return h[i].pri < h[j].pri
+}
+func (h streamHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *streamHeap) Push(x any)   { *h = append(*h, x.(*stream)) }
+func (h *streamHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// Generations in use: a large base, merged rarely, and a small delta,
+// rebuilt as new index files appear. "current" names both.
+type Generations struct {
+	Base, Delta string
+}
+
+// ReadCurrent returns the generations in use under root.
+func ReadCurrent(root string) (Generations, error) {
+	b, err := os.ReadFile(filepath.Join(root, "current"))
+	if errors.Is(err, os.ErrNotExist) {
+		return Generations{}, nil
+	}
 	if err != nil {
+		return Generations{}, err
+	}
+	var g Generations
+	for i, f := range strings.Fields(string(b)) {
+		if !strings.HasPrefix(f, "gen-") || strings.ContainsAny(f, `/\`) || i > 1 {
+			return Generations{}, fmt.Errorf("%w: %s/current", ErrStoreDamaged, root)
+		}
+		if i == 0 {
+			g.Base = f
+		} else {
+			g.Delta = f
+		}
+	}
+	return g, nil
+}
+
+// SetCurrent makes generations current, atomically, and removes the
+// others (a process still reading one keeps its open files).
+func SetCurrent(root string, g Generations) error {
+	tmp := filepath.Join(root, ".current.tmp")
+	if err := writeFileSync(tmp, []byte(strings.TrimSpace(g.Base+" "+g.Delta)+"\n")); err != nil {
 		return err
 	}
-	for ; head != nil; head = next() {
-		emit(head)
+	if err := os.Rename(tmp, filepath.Join(root, "current")); err != nil {
+		return err
 	}
-	return baseErr
+	_ = syncDir(root)
+	if entries, err := os.ReadDir(root); err == nil {
+		for _, e := range entries {
+			if e.IsDir() && strings.HasPrefix(e.Name(), "gen-") && e.Name() != g.Base && e.Name() != g.Delta {
+				os.RemoveAll(filepath.Join(root, e.Name()))
+			}
+		}
+	}
+	return nil
 }
+
+// Gen is the generation's name.
+func (s *Store) Gen() string { return s.gen }
 
 func writeFileSync(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)

@@ -99,12 +99,12 @@ func TestStoreBuildAndMerge(t *testing.T) {
 	}
 	root := t.TempDir()
 	// A tiny sorting budget, so that the build spills and merges runs.
-	s, err := BuildStore(root, "repo", nil, nil, source(fs, names[:8]), 64<<10, 1<<20)
+	s, err := BuildStore(root, "repo", nil, source(fs, names[:8]), 64<<10, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	x := New()
-	x.SetBase(s, nil)
+	x.SetParts([]Part{{S: s}})
 	sameAnswers(t, reference(fs, names[:8]), x, subset(fs, names[:8]), r)
 
 	// Index files 0 and 1 are gone from the repository (a prune), 8..11
@@ -114,25 +114,44 @@ func TestStoreBuildAndMerge(t *testing.T) {
 		f, _ := s.File(n)
 		dead[f] = true
 	}
-	x.SetBase(s, dead)
+	x.SetParts([]Part{{S: s, Dead: dead}})
 	sameAnswers(t, reference(fs, names[2:8]), x, subset(fs, names[:8]), r)
-	s2, err := BuildStore(root, "repo", s, dead, source(fs, names[8:]), 64<<10, 1<<20)
+	// A delta of two new files over the base, then both merged with two
+	// more into a new base.
+	d, err := BuildStore(root, "repo", nil, source(fs, names[8:10]), 64<<10, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.SetParts([]Part{{S: s, Dead: dead}, {S: d}})
+	sameAnswers(t, reference(fs, names[2:10]), x, subset(fs, names[:10]), r)
+	s2, err := BuildStore(root, "repo", []Part{{S: s, Dead: dead}, {S: d}}, source(fs, names[10:]), 64<<10, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	y := New()
-	y.SetBase(s2, nil)
+	y.SetParts([]Part{{S: s2}})
 	sameAnswers(t, reference(fs, names[2:]), y, fs, r)
 	if len(s2.Files()) != 10 {
 		t.Fatalf("%d files in the merged store", len(s2.Files()))
 	}
-	// Reopened, it is the same; for another repository, it is none.
-	s3, err := OpenStore(root, "repo", 1<<20)
+	// Made current and reopened, it is the same; for another repository,
+	// it is none.
+	if err := SetCurrent(root, Generations{Base: s2.Gen()}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := ReadCurrent(root)
+	if err != nil || g.Base != s2.Gen() || g.Delta != "" {
+		t.Fatalf("current: %+v %v", g, err)
+	}
+	s3, err := OpenGen(root, g.Base, "repo", 1<<20)
 	if err != nil || s3 == nil || s3.Len() != s2.Len() {
 		t.Fatalf("reopen: %v", err)
 	}
-	if other, err := OpenStore(root, "another", 1<<20); other != nil || err != nil {
+	if other, err := OpenGen(root, g.Base, "another", 1<<20); other != nil || err != nil {
 		t.Fatalf("a store of another repository: %v", err)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 2 { // current and the generation
+		t.Fatalf("old generations left: %v", entries)
 	}
 	// Each visits every live blob once.
 	seen := map[Key]int{}
@@ -166,17 +185,16 @@ func TestStoreDamage(t *testing.T) {
 		names = append(names, n)
 	}
 	root := t.TempDir()
-	s, err := BuildStore(root, "repo", nil, nil, source(fs, names), 1<<20, 1<<20)
+	s, err := BuildStore(root, "repo", nil, source(fs, names), 1<<20, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur, _ := os.ReadFile(filepath.Join(root, "current"))
-	entries := filepath.Join(root, string(bytes.TrimSpace(cur)), "entries")
+	entries := filepath.Join(root, s.Gen(), "entries")
 	f, _ := os.OpenFile(entries, os.O_RDWR, 0)
 	f.WriteAt([]byte{0xff}, 100)
 	f.Close()
 	x := New()
-	x.SetBase(s, nil)
+	x.SetParts([]Part{{S: s}})
 	for _, p := range fs[names[0]] {
 		for _, b := range p.Blobs {
 			x.Lookup(b.Type, b.ID)
@@ -188,7 +206,7 @@ func TestStoreDamage(t *testing.T) {
 	b, _ := os.ReadFile(entries)
 	b[len(b)-10] ^= 1
 	os.WriteFile(entries, b, 0o600)
-	if _, err := OpenStore(root, "repo", 1<<20); !errors.Is(err, ErrStoreDamaged) {
+	if _, err := OpenGen(root, s.Gen(), "repo", 1<<20); !errors.Is(err, ErrStoreDamaged) {
 		t.Fatalf("damaged meta: %v", err)
 	}
 }

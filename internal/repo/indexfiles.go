@@ -49,6 +49,7 @@ func (r *Repository) LoadIndex(ctx context.Context) (problems []error, err error
 // loadIndexFiles reads index files into the in-memory index.
 func (r *Repository) loadIndexFiles(ctx context.Context, names []string) (problems []error, err error) {
 	for _, name := range names {
+		r.indexReads.Add(1)
 		plain, err := r.loadSealed(ctx, backend.Handle{Type: backend.Index, Name: name})
 		if err == nil {
 			var packs []index.PackBlobs
@@ -74,13 +75,16 @@ func (r *Repository) loadIndexFiles(ctx context.Context, names []string) (proble
 	return problems, nil
 }
 
-// Store tuning: a store is merged with new index files, rather than the
-// files read into memory, beyond this many; a compaction drops the entries
-// of index files gone from the repository once they are this share of its
-// files; sorting takes this much memory.
+// Store tuning. New index files go into the small delta store, which is
+// rebuilt whole each time (it is small); once it holds more than a share
+// of the base, or the base's dead index files are a share of its files,
+// everything is merged into a new base. Each entry is so rewritten a
+// bounded number of times: amortised constant cost. Sorting takes this
+// much memory.
 const (
-	storeMergeFiles = 16
-	storeDeadShare  = 4 // 1/4
+	storeDeltaShare = 8 // delta over 1/8 of the base: merge
+	storeDeadShare  = 4 // dead files over 1/4 of the base's: merge
+	storeMinBase    = 100_000
 	storeSortBudget = 64 << 20
 )
 
@@ -94,6 +98,33 @@ func (r *Repository) StoreDir() string {
 		return ""
 	}
 	return filepath.Join(r.opts.IndexDir, r.cfg.ID+"-"+fingerprint(r.key)[:16])
+}
+
+// openGens opens the store's current generations; a damaged store is
+// removed, to be built again.
+func (r *Repository) openGens(root string) (base, delta *index.Store, problems []error) {
+	damaged := func(err error) (*index.Store, *index.Store, []error) {
+		if base != nil {
+			base.Close()
+		}
+		_ = index.RemoveStore(root)
+		return nil, nil, []error{fmt.Errorf("%w; it is built again from the repository's index files", err)}
+	}
+	gens, err := index.ReadCurrent(root)
+	if err != nil {
+		return damaged(err)
+	}
+	if gens.Base != "" {
+		if base, err = index.OpenGen(root, gens.Base, r.storeKey(), index.DefaultCacheBytes); err != nil {
+			return damaged(err)
+		}
+	}
+	if gens.Delta != "" && base != nil {
+		if delta, err = index.OpenGen(root, gens.Delta, r.storeKey(), index.DefaultCacheBytes); err != nil {
+			return damaged(err)
+		}
+	}
+	return base, delta, nil
 }
 
 // healStore rebuilds the local store once a lookup found it damaged (a
@@ -110,10 +141,10 @@ func (r *Repository) healStore() bool {
 	if r.idx.Err() == nil {
 		return true // healed by another goroutine meanwhile
 	}
-	if old, _ := r.idx.Base(); old != nil {
-		old.Close()
+	for _, p := range r.idx.Parts() {
+		p.S.Close()
 	}
-	r.idx.SetBase(nil, nil)
+	r.idx.SetParts(nil)
 	_ = index.RemoveStore(r.StoreDir())
 	ctx := context.Background()
 	var names []string
@@ -138,68 +169,141 @@ func (r *Repository) syncStore(ctx context.Context, names []string) (problems []
 		return nil, fmt.Errorf("index store %s: %w", root, err)
 	}
 	defer unlock()
-	st, err := index.OpenStore(root, r.storeKey(), index.DefaultCacheBytes)
-	if err != nil {
-		if !errors.Is(err, index.ErrStoreDamaged) {
-			return nil, fmt.Errorf("index store %s: %w", root, err)
-		}
-		problems = append(problems, fmt.Errorf("%w; it is built again from the repository's index files", err))
-		_ = index.RemoveStore(root)
-		st = nil
-	}
+	base, delta, problems := r.openGens(root)
 	live := make(map[string]bool, len(names))
 	for _, n := range names {
 		live[n] = true
 	}
-	dead := map[uint32]bool{}
-	var fresh []string
-	if st != nil {
-		for i, f := range st.Files() {
-			if !live[f] {
-				dead[uint32(i)] = true
+	deadOf := func(s *index.Store) map[uint32]bool {
+		dead := map[uint32]bool{}
+		if s != nil {
+			for i, f := range s.Files() {
+				if !live[f] {
+					dead[uint32(i)] = true
+				}
 			}
 		}
+		return dead
 	}
+	deadBase, deadDelta := deadOf(base), deadOf(delta)
+	var fresh []string
 	for _, n := range names {
-		if st == nil {
-			fresh = append(fresh, n)
-		} else if _, ok := st.File(n); !ok {
+		_, inBase := fileOf(base, n)
+		_, inDelta := fileOf(delta, n)
+		if !inBase && !inDelta {
 			fresh = append(fresh, n)
 		}
 	}
-	if st == nil || len(fresh) > storeMergeFiles || len(dead) > 0 && len(dead)*storeDeadShare >= len(st.Files()) {
-		src := func(add func(string, []index.PackBlobs) error) error {
-			for _, name := range fresh {
-				packs, err := r.LoadIndexFile(ctx, name)
-				if err != nil {
-					if errors.Is(err, backend.ErrNotExist) {
-						continue // removed by a concurrent prune
-					}
-					if errors.Is(err, context.Canceled) || !errors.Is(err, ErrDamaged) {
-						return err
-					}
-					problems = append(problems, fmt.Errorf("index file %s: %w", short(name), err))
-					continue
+	src := func(add func(string, []index.PackBlobs) error) error {
+		for _, name := range fresh {
+			packs, err := r.LoadIndexFile(ctx, name)
+			if err != nil {
+				if errors.Is(err, backend.ErrNotExist) {
+					continue // removed by a concurrent prune
 				}
-				if err := add(name, packs); err != nil {
+				if errors.Is(err, context.Canceled) || !errors.Is(err, ErrDamaged) {
 					return err
 				}
+				problems = append(problems, fmt.Errorf("index file %s: %w", short(name), err))
+				continue
 			}
-			return nil
+			if err := add(name, packs); err != nil {
+				return err
+			}
 		}
-		next, err := index.BuildStore(root, r.storeKey(), st, dead, src, storeSortBudget, index.DefaultCacheBytes)
-		if st != nil {
-			st.Close()
-		}
-		if err != nil {
-			return problems, fmt.Errorf("index store %s: %w", root, err)
-		}
-		r.idx.SetBase(next, nil)
-		return problems, nil
+		return nil
 	}
-	r.idx.SetBase(st, dead)
-	more, err := r.loadIndexFiles(ctx, fresh)
-	return append(problems, more...), err
+	build := func(parts []index.Part) (*index.Store, error) {
+		s, err := index.BuildStore(root, r.storeKey(), parts, src, storeSortBudget, index.DefaultCacheBytes)
+		if err != nil {
+			return nil, fmt.Errorf("index store %s: %w", root, err)
+		}
+		return s, nil
+	}
+	closeAll := func(ss ...*index.Store) {
+		for _, s := range ss {
+			if s != nil {
+				s.Close()
+			}
+		}
+	}
+	deltaLen := 0
+	if delta != nil {
+		deltaLen = delta.Len()
+	}
+	switch {
+	case base == nil:
+		if base, err = build(nil); err != nil {
+			return problems, err
+		}
+		deadBase, delta = nil, nil
+	case base.Len() == 0 && len(fresh) > 0 || len(deadBase) > 0 && len(deadBase)*storeDeadShare >= len(base.Files()) ||
+		deltaLen > max(base.Len()/storeDeltaShare, storeMinBase):
+		parts := []index.Part{{S: base, Dead: deadBase}}
+		if delta != nil {
+			parts = append(parts, index.Part{S: delta, Dead: deadDelta})
+		}
+		next, err := build(parts)
+		closeAll(base, delta)
+		if err != nil {
+			return problems, err
+		}
+		base, delta, deadBase = next, nil, nil
+	case len(fresh) > 0 || len(deadDelta) > 0:
+		var parts []index.Part
+		if delta != nil {
+			parts = append(parts, index.Part{S: delta, Dead: deadDelta})
+		}
+		next, err := build(parts)
+		closeAll(delta)
+		if err != nil {
+			closeAll(base)
+			return problems, err
+		}
+		delta = next
+	}
+	gens := index.Generations{Base: base.Gen()}
+	parts := []index.Part{{S: base, Dead: deadBase}}
+	if delta != nil {
+		gens.Delta = delta.Gen()
+		parts = append(parts, index.Part{S: delta})
+	}
+	if err := index.SetCurrent(root, gens); err != nil {
+		closeAll(base, delta)
+		return problems, fmt.Errorf("index store %s: %w", root, err)
+	}
+	for _, p := range r.idx.Parts() {
+		if p.S != base && p.S != delta {
+			p.S.Close()
+		}
+	}
+	r.idx.SetParts(parts)
+	return problems, nil
+}
+
+func fileOf(s *index.Store, name string) (uint32, bool) {
+	if s == nil {
+		return 0, false
+	}
+	return s.File(name)
+}
+
+// PublishIndex adds the index files this process wrote to the local store,
+// so that the next command reads none of them again. A writer calls it
+// when done.
+func (r *Repository) PublishIndex(ctx context.Context) error {
+	if r.opts.IndexDir == "" {
+		return nil
+	}
+	var names []string
+	if err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return err
+	}
+	_, err := r.syncStore(ctx, names)
+	return err
 }
 
 // ReadPackHeader reads and decodes the header of a stored pack.
@@ -267,9 +371,15 @@ func (r *Repository) adoptPacks(ctx context.Context, write bool) (int, []error, 
 	return len(found), problems, nil
 }
 
+// IndexFilesRead counts the index files this process read: a command that
+// does not need the index reads none, and one whose store is up to date
+// reads only the files new since.
+func (r *Repository) IndexFilesRead() int64 { return r.indexReads.Load() }
+
 // LoadIndexFile reads and decodes one index file without adding it to the
 // in-memory index.
 func (r *Repository) LoadIndexFile(ctx context.Context, name string) ([]index.PackBlobs, error) {
+	r.indexReads.Add(1)
 	plain, err := r.loadSealed(ctx, backend.Handle{Type: backend.Index, Name: name})
 	if err != nil {
 		return nil, err

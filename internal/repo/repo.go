@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zeebo/blake3"
@@ -116,7 +117,8 @@ type Repository struct {
 	indexMu    sync.Mutex
 	indexFiles map[string]bool // names of loaded index files
 
-	healMu sync.Mutex // one rebuild of a damaged store at a time
+	healMu     sync.Mutex // one rebuild of a damaged store at a time
+	indexReads atomic.Int64
 
 	jobsMu     sync.Mutex
 	tombstones map[string]bool // verified tombstones
@@ -479,8 +481,8 @@ func (r *Repository) Index() *index.Index { return r.idx }
 // Close releases the backend. Unflushed blobs are lost; call Flush first.
 func (r *Repository) Close() error {
 	r.packer.abort()
-	if s, _ := r.idx.Base(); s != nil {
-		s.Close()
+	for _, p := range r.idx.Parts() {
+		p.S.Close()
 	}
 	return r.be.Close()
 }

@@ -770,22 +770,25 @@ func TestIndexStore(t *testing.T) {
 		}
 	}
 	r := open()
-	write(r, 60) // 20 index files: more than a few, so they are merged
+	write(r, 60) // 20 index files: the base
 	r.Close()
 	r = open()
-	if s, _ := r.Index().Base(); s == nil || len(s.Files()) != 20 {
+	if p := r.Index().Parts(); len(p) != 1 || len(p[0].S.Files()) != 20 {
 		t.Fatal("no store, or not all index files in it")
 	}
 	all(r, 60)
-	write(r, 9) // a few new index files: read into memory over the store
+	write(r, 9) // a few new index files: a delta over the base
+	if err := r.PublishIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
 	r.Close()
 	r = open()
+	if p := r.Index().Parts(); len(p) != 2 || len(p[1].S.Files()) != 3 || r.IndexFilesRead() != 0 {
+		t.Fatalf("published: %d parts, %d index files read", len(p), r.IndexFilesRead())
+	}
 	all(r, 69)
 	// An index file removed from the repository no longer counts.
-	var names []string
-	be.List(ctx, backend.Index, func(fi backend.FileInfo) error { names = append(names, fi.Name); return nil })
-	s, _ := r.Index().Base()
-	gone := s.Files()[0]
+	gone := r.Index().Parts()[0].S.Files()[0]
 	r.Close()
 	be.Remove(ctx, backend.Handle{Type: backend.Index, Name: gone})
 	r = open()
@@ -805,7 +808,7 @@ func TestIndexStore(t *testing.T) {
 	// A damaged page is noticed by the lookup that reads it, and the store
 	// is built again.
 	cur, _ := os.ReadFile(filepath.Join(r.StoreDir(), "current"))
-	entries := filepath.Join(r.StoreDir(), strings.TrimSpace(string(cur)), "entries")
+	entries := filepath.Join(r.StoreDir(), strings.Fields(string(cur))[0], "entries")
 	f, _ := os.OpenFile(entries, os.O_RDWR, 0)
 	f.WriteAt(bytes.Repeat([]byte{0xee}, 64), 0)
 	f.Close()
