@@ -351,7 +351,7 @@ func TestHostileSuspendedWriter(t *testing.T) {
 	runIn(t, faultBin(), dir, env, 0, "init")
 	writeRandom(t, r, filepath.Join(dir, "data", "one"), 1<<20)
 	runIn(t, faultBin(), dir, env, 0, "backup")
-	for i := range 4 {
+	for i := range 6 {
 		writeRandom(t, r, filepath.Join(dir, "data", fmt.Sprint("big", i)), 40<<20)
 	}
 	bk := exec.Command(faultBin(), "backup")
@@ -362,13 +362,17 @@ func TestHostileSuspendedWriter(t *testing.T) {
 	if err := bk.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Stop it once it has written a pack or two.
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if dirSize(t, filepath.Join(dir, ".runup", "data")) > 20<<20 {
+	// Stop it once it has written a pack (each is 16 MiB).
+	before := dirSize(t, filepath.Join(dir, ".runup", "data"))
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if dirSize(t, filepath.Join(dir, ".runup", "data")) > before+8<<20 {
 			break
 		}
 	}
 	bk.Process.Signal(syscall.SIGSTOP)
+	if jobs, _ := filepath.Glob(filepath.Join(dir, ".runup", "jobs", "0*2")); len(jobs) > 0 {
+		t.Fatal("the backup finished before it could be stopped: give it more data")
+	}
 	time.Sleep(3 * time.Second) // past the stale age and the grace period
 	out := runIn(t, faultBin(), dir, env, 0, "prune")
 	bk.Process.Signal(syscall.SIGCONT)

@@ -598,3 +598,36 @@ func syncDir(dir string) error {
 // Remove deletes a store entirely (it is a cache: the repository's index
 // files are the truth).
 func RemoveStore(root string) error { return os.RemoveAll(root) }
+
+// Entries calls fn with every entry in key order (duplicates and entries
+// of dead files included: callers skip those), reading the store once.
+func (s *Store) Entries(fn func(e Entry, file uint32) error) error {
+	return s.entries.stream(func(r []byte) error {
+		e, file := decodeEntry(r)
+		return fn(e, file)
+	})
+}
+
+// Packs calls fn with every pack by ordinal: its ID, whether it holds
+// trees, and the index file that listed it.
+func (s *Store) Packs(fn func(ord uint32, id crypto.ID, trees bool, file uint32) error) error {
+	return s.packs.stream(func(r []byte) error {
+		var id crypto.ID
+		copy(id[:], r[4:])
+		return fn(binary.BigEndian.Uint32(r), id, binary.LittleEndian.Uint32(r[36:])&packHasTrees != 0,
+			binary.LittleEndian.Uint32(r[40:]))
+	})
+}
+
+// PackIDs calls fn with every pack ID and ordinal, in ID order (a pack
+// listed by several index files comes once per listing).
+func (s *Store) PackIDs(fn func(id crypto.ID, ord uint32) error) error {
+	return s.packIDs.stream(func(r []byte) error {
+		var id crypto.ID
+		copy(id[:], r)
+		return fn(id, binary.LittleEndian.Uint32(r[32:]))
+	})
+}
+
+// Packs is the number of pack ordinals.
+func (s *Store) PackCount() int { return s.meta.Packs }

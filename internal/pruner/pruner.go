@@ -1,7 +1,11 @@
 // Package pruner reclaims space: it removes packs that hold nothing any job
 // uses and repacks packs that are mostly unused.
 //
-// It is crash-safe by construction: new packs and the new index are written
+// It works in streams, so that its memory grows with the number of packs,
+// not of blobs: the set of blobs jobs use is sorted on disk, and joined with
+// the index, itself sorted on disk (index.Store), in a few passes.
+//
+// It is crash-safe by construction: new packs and index files are written
 // and synced before any old file is removed, old index files go before the
 // packs they describe, and at every moment the index files present describe
 // only packs that exist. Interrupted, it leaves a valid repository that a
@@ -9,11 +13,12 @@
 package pruner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
+	"os"
+	"sort"
 	"time"
 
 	"github.com/runup/runup/internal/backend"
@@ -58,20 +63,35 @@ type Stats struct {
 	PacksRecent int `json:"packs_recent,omitempty"`
 }
 
+// sortBudget is the memory of each sort on disk.
+const sortBudget = 64 << 20
+
+// decision is what becomes of a pack.
+type decision uint8
+
+const (
+	keep decision = iota
+	drop
+	repack
+)
+
+// packs holds what prune knows of each pack, by its rank in pack ID order
+// (a pack listed by several index files has one rank and several
+// ordinals): a few words a pack.
+type packs struct {
+	canon            []uint32 // ordinal → rank
+	ids              []crypto.ID
+	size             []int64 // file size
+	blobSz           []int64 // bytes of blobs (a group member's share of its group)
+	usedSz, claimSz  []int64
+	decide           []decision
+	present          []bool // the file exists
+}
+
 // Prune runs under the caller's exclusive lock.
 func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
-	pc, err := r.ReadPackContents(ctx, o.Grace)
-	if err != nil {
-		return nil, err
-	}
-	all := index.New()
-	for id, blobs := range pc.Packs {
-		all.AddPack(id, blobs)
-	}
-	r.ReplaceIndex(all)
-
-	// A job that vanished without a tombstone still needs its data: prune
-	// refuses to decide on such knowledge.
+	// Jobs first: a job that vanished without a tombstone still needs its
+	// data, and prune refuses to decide on such knowledge.
 	missing, forged, err := r.MissingJobs(ctx)
 	if err != nil {
 		return nil, err
@@ -83,147 +103,349 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 		return nil, fmt.Errorf("%w: job record(s) %v are missing without a tombstone, and prune would delete their data; run 'runup check' (if they were deleted on purpose, 'runup forget %d' records that)",
 			repo.ErrDamaged, missing, missing[0])
 	}
-	used, err := usedBlobs(ctx, r)
-	key := func(b pack.Blob) index.Key { return r.BlobKey(b.Type, b.ID) }
+	if !r.IndexDirSet() {
+		return nil, errors.New("prune needs the index on disk (repo.Options.IndexDir)")
+	}
+	problems, err := r.LoadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w (run 'runup repair index'); prune refuses to decide on partial knowledge", errors.Join(problems...))
+	}
+	// Packs no index lists, older than the grace period, are indexed first
+	// (an interrupted backup's): then every pack prune decides about is in
+	// the index.
+	st := &Stats{}
+	recent, problems, err := r.AdoptOldPacks(ctx, o.Grace, !o.DryRun)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w; prune refuses to run on a damaged repository (run 'runup check')", errors.Join(problems...))
+	}
+	st.PacksRecent = recent
+	store, problems, err := r.CompactIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w (run 'runup repair index'); prune refuses to decide on partial knowledge", errors.Join(problems...))
+	}
+	tmp, err := os.MkdirTemp(r.StoreDir(), "prune-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+
+	pk, err := census(ctx, r, store, tmp, o.Grace)
+	if err != nil {
+		return nil, err
+	}
+	used, err := usedKeys(ctx, r, tmp)
+	if err != nil {
+		return nil, err
+	}
+	defer used.Close()
+	typed := r.Config().Version >= 3
+	groups, err := groupSizes(store, pk)
 	if err != nil {
 		return nil, err
 	}
 
-	// Claim each used blob in one pack, preferring packs that are most used,
-	// so that duplicates end up unused in the others.
-	// size is the file; blobSz only its blobs, against which the unused
-	// share is measured (a header is not waste).
-	type packInfo struct {
-		id                   crypto.ID
-		size, blobSz, usedSz int64
-		claims               []pack.Blob
-	}
-	infos := make([]*packInfo, 0, len(pc.Packs))
-	shares := map[crypto.ID][]int64{}
-	for id, blobs := range pc.Packs {
-		pi := &packInfo{id: id, size: pc.Sizes[id]}
-		shares[id] = storedShares(blobs)
-		for i, b := range blobs {
-			pi.blobSz += shares[id][i]
-			if used[key(b)] {
-				pi.usedSz += shares[id][i]
+	// Pass 1: each pack's blob bytes and used bytes, every copy counted.
+	if err := join(store, used, typed, func(copies []index.Entry, isUsed bool) {
+		for _, e := range pk.distinct(copies) {
+			p := pk.canon[e.Pack]
+			share := groups.share(p, e)
+			pk.blobSz[p] += share
+			if isUsed {
+				pk.usedSz[p] += share
 			}
 		}
-		infos = append(infos, pi)
+	}); err != nil {
+		return nil, err
 	}
-	slices.SortFunc(infos, func(a, b *packInfo) int {
-		ra, rb := float64(a.usedSz)/float64(max(a.blobSz, 1)), float64(b.usedSz)/float64(max(b.blobSz, 1))
+	// Pass 2: each used blob is claimed in one pack, the most used of its
+	// copies, so that duplicates end up unused elsewhere.
+	if err := join(store, used, typed, func(copies []index.Entry, isUsed bool) {
+		copies = pk.distinct(copies)
+		if !isUsed {
+			st.BlobsUnused += len(copies)
+			return
+		}
+		st.BlobsUsed++
+		st.BlobsUnused += len(copies) - 1
+		e := pk.best(copies)
+		pk.claimSz[pk.canon[e.Pack]] += groups.share(pk.canon[e.Pack], e)
+	}); err != nil {
+		return nil, err
+	}
+	var repacks int
+	for p := range pk.ids {
+		if !pk.present[p] {
+			return nil, fmt.Errorf("%w: pack %v is in the index but missing (run 'runup check')", repo.ErrDamaged, pk.ids[p].Short())
+		}
+		st.Packs++
+		st.BytesBefore += pk.size[p]
+		unused := float64(pk.blobSz[p]-pk.claimSz[p]) / float64(max(pk.blobSz[p], 1))
 		switch {
-		case ra > rb:
-			return -1
-		case ra < rb:
-			return 1
-		}
-		return strings.Compare(string(a.id[:]), string(b.id[:]))
-	})
-	claimed := map[index.Key]bool{}
-	for _, pi := range infos {
-		pi.usedSz = 0
-		for i, b := range pc.Packs[pi.id] {
-			if used[key(b)] && !claimed[key(b)] {
-				claimed[key(b)] = true
-				pi.claims = append(pi.claims, b)
-				pi.usedSz += shares[pi.id][i]
-			}
-		}
-	}
-	st := &Stats{Packs: len(infos), BlobsUsed: len(claimed), PacksRecent: pc.Recent}
-	for _, blobs := range pc.Packs {
-		for _, b := range blobs {
-			if !used[key(b)] {
-				st.BlobsUnused++
-			}
-		}
-	}
-	var keep, repack, drop []*packInfo
-	for _, pi := range infos {
-		st.BytesBefore += pi.size
-		unused := float64(pi.blobSz-pi.usedSz) / float64(max(pi.blobSz, 1))
-		switch {
-		case len(pi.claims) == 0:
-			drop = append(drop, pi)
-		case unused > o.MaxUnused && (o.MaxRepackSize == 0 || st.BytesRepacked+pi.size <= o.MaxRepackSize):
-			repack = append(repack, pi)
-			st.BytesRepacked += pi.size
+		case pk.claimSz[p] == 0:
+			pk.decide[p] = drop
+			st.PacksDeleted++
+			st.BytesFreed += pk.size[p]
+		case unused > o.MaxUnused && (o.MaxRepackSize == 0 || st.BytesRepacked+pk.size[p] <= o.MaxRepackSize):
+			pk.decide[p] = repack
+			repacks++
+			st.PacksRepacked++
+			st.BytesRepacked += pk.size[p]
+			st.BytesFreed += pk.blobSz[p] - pk.claimSz[p]
 		default:
-			keep = append(keep, pi)
+			st.PacksKept++
 		}
 	}
-	st.PacksDeleted, st.PacksRepacked, st.PacksKept = len(drop), len(repack), len(keep)
-	for _, pi := range drop {
-		st.BytesFreed += pi.size
-	}
-	for _, pi := range repack {
-		st.BytesFreed += pi.blobSz - pi.usedSz
-	}
-	if o.DryRun || (len(drop) == 0 && len(repack) == 0 && len(pc.IndexFiles) <= 1) {
-		return st, removeForgottenRecords(ctx, r, o.DryRun)
+	if o.DryRun || st.PacksDeleted+st.PacksRepacked == 0 {
+		if o.DryRun {
+			return st, nil
+		}
+		return st, removeForgottenRecords(ctx, r)
 	}
 
-	// The new index: the kept packs, plus whatever repacking writes.
-	next := index.New()
-	var keptPacks []index.PackBlobs
-	for _, pi := range keep {
-		next.AddPack(pi.id, pc.Packs[pi.id])
-		keptPacks = append(keptPacks, index.PackBlobs{ID: pi.id, Blobs: pc.Packs[pi.id]})
-	}
-	r.ReplaceIndex(next)
-	before := map[string]bool{}
-	for _, n := range r.IndexFileNames() {
-		before[n] = true
-	}
-	for _, pi := range repack {
-		if err := repackOne(ctx, r, pi.id, pi.size, pi.claims); err != nil {
+	// Pass 3: the claimed blobs of the packs to repack, which are then
+	// read once each and stored again, verified.
+	claims := map[uint32][]pack.Blob{}
+	if repacks > 0 {
+		if err := join(store, used, typed, func(copies []index.Entry, isUsed bool) {
+			if !isUsed {
+				return
+			}
+			e := pk.best(pk.distinct(copies))
+			if p := pk.canon[e.Pack]; pk.decide[p] == repack {
+				claims[p] = append(claims[p], pack.Blob{Type: e.Type, Flags: e.Flags, ID: e.ID, Offset: e.Offset,
+					Length: e.Length, RawLen: e.RawLen, Inner: e.Inner})
+			}
+		}); err != nil {
 			return nil, err
 		}
 	}
-	// Durable before anything is removed: the new packs and their index
-	// (Flush), then index files for the kept packs.
+	// Repacked blobs are stored through an empty index: each is claimed
+	// once, and nothing of the packs going away may satisfy a SaveBlob.
+	r.ReplaceIndex(index.New())
+	ranks := make([]uint32, 0, len(claims))
+	for p := range claims {
+		ranks = append(ranks, p)
+	}
+	sort.Slice(ranks, func(i, j int) bool { return ranks[i] < ranks[j] })
+	for _, p := range ranks {
+		if err := repackOne(ctx, r, pk.ids[p], pk.size[p], claims[p]); err != nil {
+			return nil, err
+		}
+	}
+	// Durable before anything is removed: the new packs and their index.
 	if _, err := r.Flush(ctx); err != nil {
 		return nil, err
 	}
-	written, err := r.WriteIndex(ctx, keptPacks)
-	if err != nil {
-		return nil, err
-	}
-	fresh := map[string]bool{}
-	for _, n := range written {
-		fresh[n] = true
-	}
-	for _, n := range r.IndexFileNames() {
-		if !before[n] {
-			fresh[n] = true // written by this prune's Flush
+	newIndex := r.Index()
+
+	// Index files that list a pack going away are written again without
+	// it; the others are left as they are.
+	gone := map[crypto.ID]bool{}
+	for p, d := range pk.decide {
+		if d != keep {
+			gone[pk.ids[p]] = true
 		}
 	}
-	for _, name := range pc.IndexFiles {
-		if !fresh[name] {
-			if err := r.Remove(ctx, backend.Handle{Type: backend.Index, Name: name}); err != nil {
+	affected := map[uint32]bool{}
+	if err := store.Packs(func(ord uint32, id crypto.ID, _ bool, file uint32) error {
+		if gone[id] {
+			affected[file] = true
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	files := store.Files()
+	var rewrite []string
+	for f := range affected {
+		rewrite = append(rewrite, files[f])
+	}
+	sort.Strings(rewrite)
+	for _, name := range rewrite {
+		packs, err := r.LoadIndexFile(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("index file %s: %w; nothing was removed", name, err)
+		}
+		var rest []index.PackBlobs
+		for _, p := range packs {
+			if !gone[p.ID] {
+				rest = append(rest, p)
+			}
+		}
+		if len(rest) > 0 {
+			if _, err := r.WriteIndex(ctx, rest); err != nil {
 				return nil, err
 			}
 		}
 	}
-	for _, pi := range append(drop, repack...) {
-		// Never remove a pack the new index uses: an unencrypted repository
-		// seals deterministically, so repacking can write a pack identical
-		// to (and named as) the one it replaces.
-		if r.Index().HasPack(pi.id) {
-			continue
-		}
-		if err := r.Remove(ctx, backend.Handle{Type: backend.Data, Name: pi.id.String()}); err != nil {
+	for _, name := range rewrite {
+		if err := r.Remove(ctx, backend.Handle{Type: backend.Index, Name: name}); err != nil {
 			return nil, err
 		}
 	}
-	return st, removeForgottenRecords(ctx, r, false)
+	for p, d := range pk.decide {
+		// Never remove a pack the new index uses: an unencrypted repository
+		// seals deterministically, so repacking can write a pack identical
+		// to (and named as) the one it replaces.
+		if d == keep || newIndex.HasPack(pk.ids[p]) {
+			continue
+		}
+		if err := r.Remove(ctx, backend.Handle{Type: backend.Data, Name: pk.ids[p].String()}); err != nil {
+			return nil, err
+		}
+	}
+	return st, removeForgottenRecords(ctx, r)
 }
 
-// usedBlobs walks every job's trees. A tree that cannot be read stops the
-// prune: what it references is unknown, so nothing may be deleted.
-func usedBlobs(ctx context.Context, r *repo.Repository) (map[index.Key]bool, error) {
+// census ranks the store's packs by ID and joins them with the listing of
+// data/, both sorted, so that a repository of millions of packs costs a
+// few words per pack.
+func census(ctx context.Context, r *repo.Repository, store *index.Store, tmp string, grace time.Duration) (*packs, error) {
+	pk := &packs{canon: make([]uint32, store.PackCount())}
+	if err := store.PackIDs(func(id crypto.ID, ord uint32) error {
+		if n := len(pk.ids); n == 0 || pk.ids[n-1] != id {
+			pk.ids = append(pk.ids, id)
+		}
+		pk.canon[ord] = uint32(len(pk.ids) - 1)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	n := len(pk.ids)
+	pk.size, pk.blobSz, pk.usedSz, pk.claimSz = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	pk.decide, pk.present = make([]decision, n), make([]bool, n)
+	listed := index.NewSorter(tmp, crypto.IDSize+8, crypto.IDSize, sortBudget/4)
+	defer listed.Close()
+	var rec [crypto.IDSize + 8]byte
+	if err := r.Backend().List(ctx, backend.Data, func(fi backend.FileInfo) error {
+		id, err := crypto.ParseID(fi.Name)
+		if err != nil {
+			return nil // not a pack: check reports it
+		}
+		copy(rec[:], id[:])
+		putInt64(rec[crypto.IDSize:], fi.Size)
+		return listed.Add(rec[:])
+	}); err != nil {
+		return nil, err
+	}
+	i := 0
+	if err := listed.Each(func(rec []byte) error {
+		for i < n && bytes.Compare(pk.ids[i][:], rec[:crypto.IDSize]) < 0 {
+			i++
+		}
+		if i < n && bytes.Equal(pk.ids[i][:], rec[:crypto.IDSize]) {
+			pk.present[i] = true
+			pk.size[i] = getInt64(rec[crypto.IDSize:])
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	// A pack shorter than its index says is damaged: deciding what to keep
+	// from it could lose data.
+	if err := store.Entries(func(e index.Entry, _ uint32) error {
+		if p := pk.canon[e.Pack]; pk.present[p] && int64(e.Offset)+int64(e.Length) > pk.size[p] {
+			return fmt.Errorf("%w: pack %v is %d bytes, shorter than its index says (run 'runup check')", repo.ErrDamaged, pk.ids[p].Short(), pk.size[p])
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return pk, nil
+}
+
+func putInt64(b []byte, v int64) {
+	for i := range 8 {
+		b[i] = byte(v >> (8 * i))
+	}
+}
+
+func getInt64(b []byte) int64 {
+	var v int64
+	for i := range 8 {
+		v |= int64(b[i]) << (8 * i)
+	}
+	return v
+}
+
+// distinct drops the copies that are the same bytes of the same pack,
+// listed twice (a pack in two index files).
+func (pk *packs) distinct(copies []index.Entry) []index.Entry {
+	if len(copies) < 2 {
+		return copies
+	}
+	out := copies[:1]
+	for _, e := range copies[1:] {
+		dup := false
+		for _, o := range out {
+			if pk.canon[o.Pack] == pk.canon[e.Pack] && o.Offset == e.Offset && o.Inner == e.Inner {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// best is the copy of a used blob to keep: in the pack with the highest
+// share of used bytes (then the lowest rank), so that the others empty.
+func (pk *packs) best(copies []index.Entry) index.Entry {
+	best := copies[0]
+	for _, e := range copies[1:] {
+		a, b := pk.canon[e.Pack], pk.canon[best.Pack]
+		ra := float64(pk.usedSz[a]) / float64(max(pk.blobSz[a], 1))
+		rb := float64(pk.usedSz[b]) / float64(max(pk.blobSz[b], 1))
+		if ra > rb || ra == rb && a < b {
+			best = e
+		}
+	}
+	return best
+}
+
+// groupSums tells a group member's share of its group's stored bytes: the
+// group's sealed length in proportion to the member's plaintext, as a
+// group is reclaimed only whole.
+type groupSums map[groupKey]int64
+
+type groupKey struct {
+	pack   uint32
+	offset uint32
+}
+
+func groupSizes(store *index.Store, pk *packs) (groupSums, error) {
+	g := groupSums{}
+	err := store.Entries(func(e index.Entry, _ uint32) error {
+		if e.Flags&pack.FlagGrouped != 0 {
+			g[groupKey{pk.canon[e.Pack], e.Offset}] += int64(e.RawLen)
+		}
+		return nil
+	})
+	return g, err
+}
+
+func (g groupSums) share(p uint32, e index.Entry) int64 {
+	if e.Flags&pack.FlagGrouped == 0 {
+		return int64(e.Length)
+	}
+	return int64(e.Length) * int64(e.RawLen) / max(g[groupKey{p, e.Offset}], 1)
+}
+
+// usedKeys walks every job's trees and sorts, on disk, the keys of the blobs
+// they use. A tree that cannot be read stops the prune: what it references
+// is unknown, so nothing may be deleted.
+func usedKeys(ctx context.Context, r *repo.Repository, tmp string) (*index.Sorter, error) {
 	jobs, problems, err := r.Jobs(ctx)
 	if err != nil {
 		return nil, err
@@ -231,10 +453,13 @@ func usedBlobs(ctx context.Context, r *repo.Repository) (map[index.Key]bool, err
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %v; prune refuses to run on a damaged repository (run 'runup check')", repo.ErrDamaged, errors.Join(problems...))
 	}
-	used := map[index.Key]bool{}
-	// Walked trees are kept apart from used blobs: in format 1 and 2 a
-	// file with a tree's bytes has the tree's key, and must not stop the
-	// walk into the tree.
+	s := index.NewSorter(tmp, crypto.IDSize+1, crypto.IDSize+1, sortBudget)
+	var key [crypto.IDSize + 1]byte
+	add := func(t pack.BlobType, id crypto.ID) error {
+		copy(key[:], id[:])
+		key[crypto.IDSize] = byte(t)
+		return s.Add(key[:])
+	}
 	walked := map[crypto.ID]bool{}
 	var walk func(id crypto.ID) error
 	walk = func(id crypto.ID) error {
@@ -242,7 +467,12 @@ func usedBlobs(ctx context.Context, r *repo.Repository) (map[index.Key]bool, err
 			return nil // shared subtree, already walked
 		}
 		walked[id] = true
-		used[r.BlobKey(pack.Tree, id)] = true
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := add(pack.Tree, id); err != nil {
+			return err
+		}
 		t, err := r.LoadTree(ctx, id)
 		if err != nil {
 			return fmt.Errorf("%w; prune refuses to run on a damaged repository (run 'runup check')", err)
@@ -255,7 +485,9 @@ func usedBlobs(ctx context.Context, r *repo.Repository) (map[index.Key]bool, err
 				}
 			case tree.File:
 				for _, c := range n.Content {
-					used[r.BlobKey(pack.Data, c)] = true
+					if err := add(pack.Data, c); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -263,39 +495,124 @@ func usedBlobs(ctx context.Context, r *repo.Repository) (map[index.Key]bool, err
 	}
 	for _, j := range jobs {
 		if err := walk(j.Tree); err != nil {
+			s.Close()
 			return nil, fmt.Errorf("job %d: %w", j.Number, err)
 		}
 	}
-	return used, nil
+	return s, nil
 }
 
-// storedShares is each blob's share of the pack's bytes: its sealed length,
-// or for a group member its part of the group's, by plaintext size. A group
-// is reclaimed only whole, so the unused share of a pack counts members no
-// job uses, and a repack stores the used ones in new groups.
-func storedShares(blobs []pack.Blob) []int64 {
-	shares := make([]int64, len(blobs))
-	for i := 0; i < len(blobs); {
-		b := blobs[i]
-		if !b.Grouped() {
-			shares[i] = int64(b.Length)
-			i++
-			continue
-		}
-		end, raw := i, int64(0)
-		for end < len(blobs) && blobs[end].Grouped() && blobs[end].Offset == b.Offset {
-			raw += int64(blobs[end].RawLen)
-			end++
-		}
-		left := int64(b.Length)
-		for j := i; j < end; j++ {
-			shares[j] = int64(b.Length) * int64(blobs[j].RawLen) / max(raw, 1)
-			left -= shares[j]
-		}
-		shares[end-1] += left // rounding, so shares add up to the group
-		i = end
+// join streams the store's entries, grouped by key (a group holds the
+// copies of a blob), beside the sorted used keys: fn learns whether the
+// blob is used. Entries of the same ID and another type are one blob in
+// repositories of format 1 and 2 (typed false).
+func join(store *index.Store, used *index.Sorter, typed bool, fn func(copies []index.Entry, used bool)) error {
+	// The used keys, deduplicated, come from the sorter's callback; the
+	// entries are read in a goroutine and handed over a channel.
+	type batch struct {
+		es  []index.Entry
+		err error
 	}
-	return shares
+	ch := make(chan batch, 4)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(ch)
+		var cur []index.Entry
+		err := store.Entries(func(e index.Entry, _ uint32) error {
+			cur = append(cur, e)
+			if len(cur) == 4096 {
+				select {
+				case ch <- batch{es: cur}:
+				case <-stop:
+					return errors.New("stopped")
+				}
+				cur = nil
+			}
+			return nil
+		})
+		select {
+		case ch <- batch{es: cur, err: err}:
+		case <-stop:
+		}
+	}()
+	var pending []index.Entry
+	var streamErr error
+	more := true
+	peek := func() (index.Entry, bool) {
+		for len(pending) == 0 && more {
+			b, ok := <-ch
+			if !ok {
+				more = false
+				break
+			}
+			if b.err != nil {
+				streamErr = b.err
+			}
+			pending = b.es
+		}
+		if len(pending) == 0 {
+			return index.Entry{}, false
+		}
+		return pending[0], true
+	}
+	sameBlob := func(a, b index.Entry) bool { return a.ID == b.ID && (!typed || a.Type == b.Type) }
+	// nextGroup takes the copies of the next blob.
+	var group []index.Entry
+	nextGroup := func() bool {
+		group = group[:0]
+		e, ok := peek()
+		if !ok {
+			return false
+		}
+		for ok && sameBlob(e, group0(group, e)) {
+			group = append(group, e)
+			pending = pending[1:]
+			e, ok = peek()
+		}
+		return true
+	}
+	cmp := func(k []byte, e index.Entry) int {
+		if c := bytes.Compare(k[:crypto.IDSize], e.ID[:]); c != 0 {
+			return c
+		}
+		if !typed {
+			return 0
+		}
+		return int(k[crypto.IDSize]) - int(e.Type)
+	}
+	have := nextGroup()
+	var last []byte
+	err := used.Each(func(k []byte) error {
+		if last != nil && bytes.Equal(last, k) {
+			return nil
+		}
+		last = append(last[:0], k...)
+		for have && cmp(k, group[0]) > 0 {
+			fn(group, false)
+			have = nextGroup()
+		}
+		if have && cmp(k, group[0]) == 0 {
+			fn(group, true)
+			have = nextGroup()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for ; have; have = nextGroup() {
+		fn(group, false)
+	}
+	return streamErr
+}
+
+// group0 is the group's first entry, or e for an empty group.
+func group0(group []index.Entry, e index.Entry) index.Entry {
+	if len(group) == 0 {
+		return e
+	}
+	return group[0]
 }
 
 // repackOne reads a pack once and stores its claimed blobs again, verified.
@@ -304,7 +621,13 @@ func repackOne(ctx context.Context, r *repo.Repository, id crypto.ID, size int64
 	if err != nil {
 		return fmt.Errorf("repack: pack %v: %w; nothing was removed", id.Short(), err)
 	}
-	// Claims are in header order, so a group's members come together.
+	// In pack order, so that a group's members come together.
+	sort.Slice(claims, func(i, j int) bool {
+		if claims[i].Offset != claims[j].Offset {
+			return claims[i].Offset < claims[j].Offset
+		}
+		return claims[i].Inner < claims[j].Inner
+	})
 	dec := r.NewDecoder()
 	for _, b := range claims {
 		end := uint64(b.Offset) + uint64(b.Length)
@@ -326,10 +649,7 @@ func repackOne(ctx context.Context, r *repo.Repository, id crypto.ID, size int64
 // removeForgottenRecords finishes forgets that were interrupted between the
 // tombstone and the record's removal, and deletes temporary files that
 // interrupted writers left (safe: prune holds the exclusive lock).
-func removeForgottenRecords(ctx context.Context, r *repo.Repository, dryRun bool) error {
-	if dryRun {
-		return nil
-	}
+func removeForgottenRecords(ctx context.Context, r *repo.Repository) error {
 	if err := r.CleanForgotten(ctx); err != nil {
 		return err
 	}

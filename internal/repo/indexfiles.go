@@ -288,6 +288,45 @@ func fileOf(s *index.Store, name string) (uint32, bool) {
 	return s.File(name)
 }
 
+// CompactIndex brings the local store up to date and merges it into one
+// generation that holds exactly the repository's index files, for prune
+// and check, which read it whole. It needs Options.IndexDir.
+func (r *Repository) CompactIndex(ctx context.Context) (*index.Store, []error, error) {
+	if r.opts.IndexDir == "" {
+		return nil, nil, errors.New("compact index: no index directory")
+	}
+	problems, err := r.LoadIndex(ctx)
+	if err != nil {
+		return nil, problems, err
+	}
+	parts := r.idx.Parts()
+	if len(parts) == 1 && len(parts[0].Dead) == 0 {
+		return parts[0].S, problems, nil
+	}
+	root := r.StoreDir()
+	unlock, err := index.LockStore(root)
+	if err != nil {
+		return nil, problems, err
+	}
+	defer unlock()
+	s, err := index.BuildStore(root, r.storeKey(), parts, nil, storeSortBudget, index.DefaultCacheBytes)
+	if err != nil {
+		return nil, problems, fmt.Errorf("index store %s: %w", root, err)
+	}
+	if err := index.SetCurrent(root, index.Generations{Base: s.Gen()}); err != nil {
+		s.Close()
+		return nil, problems, err
+	}
+	for _, p := range parts {
+		p.S.Close()
+	}
+	r.idx.SetParts([]index.Part{{S: s}})
+	return s, problems, nil
+}
+
+// IndexDirSet reports whether the index is kept on disk.
+func (r *Repository) IndexDirSet() bool { return r.opts.IndexDir != "" }
+
 // PublishIndex adds the index files this process wrote to the local store,
 // so that the next command reads none of them again. A writer calls it
 // when done.
@@ -375,6 +414,50 @@ func (r *Repository) adoptPacks(ctx context.Context, write bool) (int, []error, 
 // does not need the index reads none, and one whose store is up to date
 // reads only the files new since.
 func (r *Repository) IndexFilesRead() int64 { return r.indexReads.Load() }
+
+// AdoptOldPacks indexes the packs no index file lists that were written
+// more than grace ago (left by an interrupted backup), writing an index
+// file for them when write is set, and returns how many younger ones it
+// left alone: a writer may still be about to reference those. Packs whose
+// header cannot be read are returned as problems. The index must be
+// loaded.
+func (r *Repository) AdoptOldPacks(ctx context.Context, grace time.Duration, write bool) (recent int, problems []error, err error) {
+	var old []backend.FileInfo
+	now := time.Now()
+	if err := r.be.List(ctx, backend.Data, func(fi backend.FileInfo) error {
+		id, err := crypto.ParseID(fi.Name)
+		if err != nil || r.idx.HasPack(id) {
+			return nil
+		}
+		if fi.ModTime.IsZero() || now.Sub(fi.ModTime) < grace {
+			recent++
+			return nil
+		}
+		old = append(old, fi)
+		return nil
+	}); err != nil {
+		return 0, nil, err
+	}
+	var found []index.PackBlobs
+	for _, fi := range old {
+		id, _ := crypto.ParseID(fi.Name)
+		blobs, err := r.ReadPackHeader(ctx, id, fi.Size)
+		if err != nil {
+			if errors.Is(err, backend.ErrNotExist) {
+				continue
+			}
+			problems = append(problems, fmt.Errorf("pack %v: %w", id.Short(), err))
+			continue
+		}
+		found = append(found, index.PackBlobs{ID: id, Blobs: blobs})
+	}
+	if write && len(found) > 0 {
+		if _, err := r.WriteIndex(ctx, found); err != nil {
+			return recent, problems, err
+		}
+	}
+	return recent, problems, nil
+}
 
 // LoadIndexFile reads and decodes one index file without adding it to the
 // in-memory index.
@@ -516,85 +599,6 @@ func fits(blobs []pack.Blob, size int64) bool {
 		}
 	}
 	return true
-}
-
-// PackContents is what the repository holds: every pack's blobs (from the
-// index files, or from the pack header for packs no index file lists), its
-// size, and the index files read.
-type PackContents struct {
-	Packs      map[crypto.ID][]pack.Blob
-	Sizes      map[crypto.ID]int64
-	IndexFiles []string
-	// Recent are packs no index file lists that were written within the
-	// grace period: left out of Packs, so that nothing decides about them.
-	Recent int
-}
-
-// ReadPackContents reads every index file, lists the packs and reads the
-// headers of unindexed ones. A damaged index file or pack header is an
-// error: callers that delete data must not act on partial knowledge.
-// Unindexed packs younger than grace are left out: a writer that is slow,
-// suspended or lost its lock may still reference them in the job it is
-// about to write.
-func (r *Repository) ReadPackContents(ctx context.Context, grace time.Duration) (*PackContents, error) {
-	pc := &PackContents{Packs: map[crypto.ID][]pack.Blob{}, Sizes: map[crypto.ID]int64{}}
-	modTimes := map[crypto.ID]time.Time{}
-	if err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
-		pc.IndexFiles = append(pc.IndexFiles, fi.Name)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	for _, name := range pc.IndexFiles {
-		packs, err := r.LoadIndexFile(ctx, name)
-		if err != nil {
-			return nil, fmt.Errorf("index file %s: %w (run 'runup repair index')", short(name), err)
-		}
-		for _, p := range packs {
-			if _, ok := pc.Packs[p.ID]; !ok {
-				pc.Packs[p.ID] = p.Blobs
-			}
-		}
-	}
-	if err := r.be.List(ctx, backend.Data, func(fi backend.FileInfo) error {
-		if id, err := crypto.ParseID(fi.Name); err == nil {
-			pc.Sizes[id] = fi.Size
-			modTimes[id] = fi.ModTime
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	for id, blobs := range pc.Packs {
-		size, ok := pc.Sizes[id]
-		if !ok {
-			return nil, fmt.Errorf("%w: pack %v is in the index but missing (run 'runup check')", ErrDamaged, id.Short())
-		}
-		// A pack shorter than its index says is damaged: deciding what to
-		// keep from it could lose data.
-		for _, b := range blobs {
-			if int64(b.Offset)+int64(b.Length) > size {
-				return nil, fmt.Errorf("%w: pack %v is %d bytes, shorter than its index says (run 'runup check')", ErrDamaged, id.Short(), size)
-			}
-		}
-	}
-	now := time.Now()
-	for id, size := range pc.Sizes {
-		if _, ok := pc.Packs[id]; ok {
-			continue
-		}
-		if mt := modTimes[id]; mt.IsZero() || now.Sub(mt) < grace {
-			pc.Recent++
-			delete(pc.Sizes, id)
-			continue
-		}
-		blobs, err := r.ReadPackHeader(ctx, id, size)
-		if err != nil {
-			return nil, fmt.Errorf("pack %v: %w (run 'runup check')", id.Short(), err)
-		}
-		pc.Packs[id] = blobs
-	}
-	return pc, nil
 }
 
 // WriteIndex writes index files for the given packs, in batches.
