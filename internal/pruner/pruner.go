@@ -79,13 +79,13 @@ const (
 // (a pack listed by several index files has one rank and several
 // ordinals): a few words a pack.
 type packs struct {
-	canon            []uint32 // ordinal → rank
-	ids              []crypto.ID
-	size             []int64 // file size
-	blobSz           []int64 // bytes of blobs (a group member's share of its group)
-	usedSz, claimSz  []int64
-	decide           []decision
-	present          []bool // the file exists
+	canon           []uint32 // ordinal → rank
+	ids             []crypto.ID
+	size            []int64 // file size
+	blobSz          []int64 // bytes of blobs (a group member's share of its group)
+	usedSz, claimSz []int64
+	decide          []decision
+	present         []bool // the file exists
 }
 
 // Prune runs under the caller's exclusive lock.
