@@ -27,6 +27,7 @@ import (
 	"github.com/runup/runup/internal/pack"
 	"github.com/runup/runup/internal/repo"
 	"github.com/runup/runup/internal/tree"
+	"github.com/runup/runup/internal/usage"
 )
 
 // Options tune a prune.
@@ -154,7 +155,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 	}
 
 	// Pass 1: each pack's blob bytes and used bytes, every copy counted.
-	if err := join(store, used, typed, func(copies []index.Entry, isUsed bool) {
+	if err := usage.Join(store, used, typed, func(copies []index.Entry, isUsed bool) {
 		for _, e := range pk.distinct(copies) {
 			p := pk.canon[e.Pack]
 			share := groups.share(p, e)
@@ -168,7 +169,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 	}
 	// Pass 2: each used blob is claimed in one pack, the most used of its
 	// copies, so that duplicates end up unused elsewhere.
-	if err := join(store, used, typed, func(copies []index.Entry, isUsed bool) {
+	if err := usage.Join(store, used, typed, func(copies []index.Entry, isUsed bool) {
 		copies = pk.distinct(copies)
 		if !isUsed {
 			st.BlobsUnused += len(copies)
@@ -215,7 +216,7 @@ func Prune(ctx context.Context, r *repo.Repository, o Options) (*Stats, error) {
 	// read once each and stored again, verified.
 	claims := map[uint32][]pack.Blob{}
 	if repacks > 0 {
-		if err := join(store, used, typed, func(copies []index.Entry, isUsed bool) {
+		if err := usage.Join(store, used, typed, func(copies []index.Entry, isUsed bool) {
 			if !isUsed {
 				return
 			}
@@ -445,7 +446,7 @@ func (g groupSums) share(p uint32, e index.Entry) int64 {
 // usedKeys walks every job's trees and sorts, on disk, the keys of the blobs
 // they use. A tree that cannot be read stops the prune: what it references
 // is unknown, so nothing may be deleted.
-func usedKeys(ctx context.Context, r *repo.Repository, tmp string) (*index.Sorter, error) {
+func usedKeys(ctx context.Context, r *repo.Repository, tmp string) (*usage.Keys, error) {
 	jobs, problems, err := r.Jobs(ctx)
 	if err != nil {
 		return nil, err
@@ -453,13 +454,8 @@ func usedKeys(ctx context.Context, r *repo.Repository, tmp string) (*index.Sorte
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %v; prune refuses to run on a damaged repository (run 'runup check')", repo.ErrDamaged, errors.Join(problems...))
 	}
-	s := index.NewSorter(tmp, crypto.IDSize+1, crypto.IDSize+1, sortBudget)
-	var key [crypto.IDSize + 1]byte
-	add := func(t pack.BlobType, id crypto.ID) error {
-		copy(key[:], id[:])
-		key[crypto.IDSize] = byte(t)
-		return s.Add(key[:])
-	}
+	s := usage.NewKeys(tmp, sortBudget)
+	add := s.Add
 	walked := map[crypto.ID]bool{}
 	var walk func(id crypto.ID) error
 	walk = func(id crypto.ID) error {
@@ -500,119 +496,6 @@ func usedKeys(ctx context.Context, r *repo.Repository, tmp string) (*index.Sorte
 		}
 	}
 	return s, nil
-}
-
-// join streams the store's entries, grouped by key (a group holds the
-// copies of a blob), beside the sorted used keys: fn learns whether the
-// blob is used. Entries of the same ID and another type are one blob in
-// repositories of format 1 and 2 (typed false).
-func join(store *index.Store, used *index.Sorter, typed bool, fn func(copies []index.Entry, used bool)) error {
-	// The used keys, deduplicated, come from the sorter's callback; the
-	// entries are read in a goroutine and handed over a channel.
-	type batch struct {
-		es  []index.Entry
-		err error
-	}
-	ch := make(chan batch, 4)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		defer close(ch)
-		var cur []index.Entry
-		err := store.Entries(func(e index.Entry, _ uint32) error {
-			cur = append(cur, e)
-			if len(cur) == 4096 {
-				select {
-				case ch <- batch{es: cur}:
-				case <-stop:
-					return errors.New("stopped")
-				}
-				cur = nil
-			}
-			return nil
-		})
-		select {
-		case ch <- batch{es: cur, err: err}:
-		case <-stop:
-		}
-	}()
-	var pending []index.Entry
-	var streamErr error
-	more := true
-	peek := func() (index.Entry, bool) {
-		for len(pending) == 0 && more {
-			b, ok := <-ch
-			if !ok {
-				more = false
-				break
-			}
-			if b.err != nil {
-				streamErr = b.err
-			}
-			pending = b.es
-		}
-		if len(pending) == 0 {
-			return index.Entry{}, false
-		}
-		return pending[0], true
-	}
-	sameBlob := func(a, b index.Entry) bool { return a.ID == b.ID && (!typed || a.Type == b.Type) }
-	// nextGroup takes the copies of the next blob.
-	var group []index.Entry
-	nextGroup := func() bool {
-		group = group[:0]
-		e, ok := peek()
-		if !ok {
-			return false
-		}
-		for ok && sameBlob(e, group0(group, e)) {
-			group = append(group, e)
-			pending = pending[1:]
-			e, ok = peek()
-		}
-		return true
-	}
-	cmp := func(k []byte, e index.Entry) int {
-		if c := bytes.Compare(k[:crypto.IDSize], e.ID[:]); c != 0 {
-			return c
-		}
-		if !typed {
-			return 0
-		}
-		return int(k[crypto.IDSize]) - int(e.Type)
-	}
-	have := nextGroup()
-	var last []byte
-	err := used.Each(func(k []byte) error {
-		if last != nil && bytes.Equal(last, k) {
-			return nil
-		}
-		last = append(last[:0], k...)
-		for have && cmp(k, group[0]) > 0 {
-			fn(group, false)
-			have = nextGroup()
-		}
-		if have && cmp(k, group[0]) == 0 {
-			fn(group, true)
-			have = nextGroup()
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for ; have; have = nextGroup() {
-		fn(group, false)
-	}
-	return streamErr
-}
-
-// group0 is the group's first entry, or e for an empty group.
-func group0(group []index.Entry, e index.Entry) index.Entry {
-	if len(group) == 0 {
-		return e
-	}
-	return group[0]
 }
 
 // repackOne reads a pack once and stores its claimed blobs again, verified.
