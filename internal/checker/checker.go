@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path"
 	"slices"
 	"sort"
@@ -22,6 +23,7 @@ import (
 	"github.com/runup/runup/internal/pack"
 	"github.com/runup/runup/internal/repo"
 	"github.com/runup/runup/internal/tree"
+	"github.com/runup/runup/internal/usage"
 )
 
 // Subset selects packs for --read-data-subset: N of T (1-based), or a
@@ -89,19 +91,25 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 && len(r.Affected) == 0
 type checker struct {
 	r       *repo.Repository
 	rep     Report
-	bad     map[index.Key]string // blobs that cannot be read, and why
-	badPack map[crypto.ID]string
-	clean   map[crypto.ID]bool // subtrees already walked without damage
+	badPack map[crypto.ID]string // packs that cannot be read, and why
+	badBlob map[index.Key]string // blobs found damaged by --read-data
+	clean   map[crypto.ID]bool   // subtrees already walked without damage
+	used    *usage.Keys          // blobs the jobs use, sorted on disk
 }
 
 func (c *checker) problem(kind, what string, err error) {
 	c.rep.Problems = append(c.rep.Problems, Problem{Kind: kind, What: what, Err: err.Error()})
 }
 
-// Check verifies r. Its index must not be loaded: the checker reads each
-// index file itself to see every entry, duplicates included.
+// sortBudget is the memory of the sort of used blobs.
+const sortBudget = 32 << 20
+
+// Check verifies r, whose index must not be loaded yet. Its memory grows
+// with the number of packs, not of blobs: index files are read and compared
+// with the pack headers one at a time, lookups go to the index store on
+// disk, and the blobs jobs use are sorted on disk.
 func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) {
-	c := &checker{r: r, bad: map[index.Key]string{}, badPack: map[crypto.ID]string{}, clean: map[crypto.ID]bool{}}
+	c := &checker{r: r, badPack: map[crypto.ID]string{}, badBlob: map[index.Key]string{}, clean: map[crypto.ID]bool{}}
 	be := r.Backend()
 
 	packSizes := map[crypto.ID]int64{}
@@ -118,8 +126,8 @@ func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) 
 	}
 	c.rep.Packs = len(packSizes)
 
-	// Index files, one by one, so that a damaged one is named.
-	indexed := map[crypto.ID][]pack.Blob{}
+	// Index files, one by one, so that a damaged one is named; every pack
+	// they list exists and its header agrees with them.
 	var names []string
 	if err := be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
 		names = append(names, fi.Name)
@@ -128,61 +136,63 @@ func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) 
 		return nil, err
 	}
 	sort.Strings(names)
+	indexed := map[crypto.ID]bool{}
 	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		packs, err := r.LoadIndexFile(ctx, name)
 		if err != nil {
 			c.problem("index", "index/"+name, fmt.Errorf("%w (run 'runup repair index')", err))
 			continue
 		}
 		for _, p := range packs {
-			if _, ok := indexed[p.ID]; !ok {
-				indexed[p.ID] = p.Blobs
+			if indexed[p.ID] {
+				continue // listed twice: checked once
 			}
-			r.Index().AddPack(p.ID, p.Blobs)
+			indexed[p.ID] = true
+			size, ok := packSizes[p.ID]
+			if !ok {
+				c.badPack[p.ID] = "pack file is missing"
+				c.problem("pack", p.ID.String(), errors.New("pack file is missing (its data is lost unless another pack holds it)"))
+				continue
+			}
+			hdr, err := r.ReadPackHeader(ctx, p.ID, size)
+			if err != nil {
+				c.badPack[p.ID] = "pack header damaged"
+				c.problem("pack", p.ID.String(), err)
+				continue
+			}
+			if err := sameBlobs(p.Blobs, hdr); err != nil {
+				c.badPack[p.ID] = "pack does not match the index"
+				c.problem("pack", p.ID.String(), err)
+			}
+			c.rep.Blobs += len(hdr)
 		}
-	}
-
-	// Every indexed pack exists and its header agrees with the index.
-	ids := make([]crypto.ID, 0, len(indexed))
-	for id := range indexed {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b crypto.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
-	for _, id := range ids {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		size, ok := packSizes[id]
-		if !ok {
-			c.badPack[id] = "pack file is missing"
-			c.problem("pack", id.String(), errors.New("pack file is missing (its data is lost unless another pack holds it)"))
-			continue
-		}
-		hdr, err := r.ReadPackHeader(ctx, id, size)
-		if err != nil {
-			c.badPack[id] = "pack header damaged"
-			c.problem("pack", id.String(), err)
-			continue
-		}
-		if err := sameBlobs(indexed[id], hdr); err != nil {
-			c.badPack[id] = "pack does not match the index"
-			c.problem("pack", id.String(), err)
-		}
-		c.rep.Blobs += len(hdr)
 	}
 	for id := range packSizes {
-		if _, ok := indexed[id]; !ok {
+		if !indexed[id] {
 			c.rep.UnindexedPacks++
 		}
 	}
-	// Blobs whose only known copy sits in a bad pack.
-	r.Index().Each(func(loc index.Location) {
-		if why, ok := c.badPack[loc.PackID]; ok {
-			c.bad[index.Key{ID: loc.ID, Type: loc.Type}] = why
+	// Lookups from here on: the index store, brought up to date (damaged
+	// index files were reported above).
+	var store *index.Store
+	if r.IndexDirSet() {
+		var err error
+		if store, _, err = r.CompactIndex(ctx); err != nil {
+			return nil, err
 		}
-	})
+	} else if _, err := r.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
 
 	if o.ReadData {
+		ids := make([]crypto.ID, 0, len(indexed))
+		for id := range indexed {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, func(a, b crypto.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
 		c.readData(ctx, ids, packSizes, o)
 	}
 
@@ -190,14 +200,10 @@ func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) 
 		return nil, err
 	}
 
-	// Jobs and their trees.
-	nums, err := r.JobNumbers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// Numbers are never reused and only forget removes jobs (leaving a
-	// tombstone), so a number without either is a job record that went
-	// missing; the highest number this machine saw catches the newest.
+	// Jobs and their trees. Numbers are never reused and only forget
+	// removes jobs (leaving a tombstone), so a number without either is a
+	// job record that went missing; the highest number this machine saw
+	// catches the newest.
 	missing, forged, err := r.MissingJobs(ctx)
 	if err != nil {
 		return nil, err
@@ -209,7 +215,19 @@ func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) 
 	for _, err := range forged {
 		c.problem("job", "tombstone", err)
 	}
-	used := map[index.Key]bool{}
+	nums, err := r.JobNumbers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if store != nil {
+		tmp, err := os.MkdirTemp(r.StoreDir(), "check-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		c.used = usage.NewKeys(tmp, sortBudget)
+		defer c.used.Close()
+	}
 	for _, n := range nums {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -226,16 +244,33 @@ func Check(ctx context.Context, r *repo.Repository, o Options) (*Report, error) 
 			continue
 		}
 		before := len(c.rep.Affected)
-		c.walk(ctx, j, j.Tree, "", used)
+		if err := c.walk(ctx, j, j.Tree, ""); err != nil {
+			return nil, err
+		}
 		if len(c.rep.Affected) > before {
 			c.rep.DamagedJobs = append(c.rep.DamagedJobs, n)
 		} else {
 			c.rep.GoodJobs = append(c.rep.GoodJobs, n)
 		}
 	}
-	for _, blobs := range indexed {
-		if !slices.ContainsFunc(blobs, func(b pack.Blob) bool { return used[c.r.BlobKey(b.Type, b.ID)] }) {
-			c.rep.UnreferencedPacks++
+	if store != nil {
+		// Packs none of whose blobs a job uses: prune's to remove.
+		usedPack := map[crypto.ID]bool{}
+		if err := usage.Join(store, c.used, r.Config().Version >= 3, func(copies []index.Entry, used bool) {
+			if used {
+				for _, e := range copies {
+					if id, err := store.PackID(e.Pack); err == nil {
+						usedPack[id] = true
+					}
+				}
+			}
+		}); err != nil {
+			return nil, err
+		}
+		for id := range indexed {
+			if !usedPack[id] {
+				c.rep.UnreferencedPacks++
+			}
 		}
 	}
 	return &c.rep, nil
@@ -302,10 +337,10 @@ func (c *checker) readData(ctx context.Context, ids []crypto.ID, sizes map[crypt
 			o.Progress(i, len(todo))
 		}
 		c.rep.PacksRead++
-		data, err := c.r.Backend().Load(ctx, backend.Handle{Type: backend.Data, Name: id.String()}, 0, 0)
+		data, err := c.r.Backend().Load(ctx, backend.Handle{Type: backend.Data, Name: id.String()}, 0, sizes[id])
 		if err != nil {
 			c.problem("pack", id.String(), err)
-			c.markPack(id, "pack unreadable")
+			c.badPack[id] = "pack unreadable"
 			continue
 		}
 		if key.Hash(data) != id {
@@ -314,7 +349,7 @@ func (c *checker) readData(ctx context.Context, ids []crypto.ID, sizes map[crypt
 		blobs, err := pack.ReadHeader(key, int64(len(data)), data, func(off, n int64) ([]byte, error) { return data[off : off+n], nil })
 		if err != nil {
 			c.problem("pack", id.String(), err)
-			c.markPack(id, "pack header damaged")
+			c.badPack[id] = "pack header damaged"
 			continue
 		}
 		dec := c.r.NewDecoder() // header order: a group's members come together
@@ -323,7 +358,7 @@ func (c *checker) readData(ctx context.Context, ids []crypto.ID, sizes map[crypt
 			if _, err := dec.Decode(loc, data[b.Offset:b.Offset+b.Length]); err != nil {
 				c.problem("blob", b.ID.String(), err)
 				if cur, ok := c.r.Lookup(b.Type, b.ID); ok && cur.PackID == id {
-					c.bad[index.Key{ID: b.ID, Type: b.Type}] = "chunk damaged"
+					c.badBlob[index.Key{ID: b.ID, Type: b.Type}] = "chunk damaged"
 				}
 			}
 		}
@@ -333,20 +368,27 @@ func (c *checker) readData(ctx context.Context, ids []crypto.ID, sizes map[crypt
 	}
 }
 
-func (c *checker) markPack(id crypto.ID, why string) {
-	c.badPack[id] = why
-	c.r.Index().Each(func(loc index.Location) {
-		if loc.PackID == id {
-			c.bad[index.Key{ID: loc.ID, Type: loc.Type}] = why
-		}
-	})
+// why tells whether a blob cannot be read, and why: its copy is in a bad
+// pack, it was found damaged, or it is missing.
+func (c *checker) why(t pack.BlobType, id crypto.ID) (string, bool) {
+	if why, bad := c.badBlob[index.Key{ID: id, Type: t}]; bad {
+		return why, true
+	}
+	loc, ok := c.r.Lookup(t, id)
+	if !ok {
+		return "chunk missing from the index", true
+	}
+	if why, bad := c.badPack[loc.PackID]; bad {
+		return why, true
+	}
+	return "", false
 }
 
 // walk follows a job's trees, recording every blob it uses and every entry
 // that depends on a missing or damaged one.
-func (c *checker) walk(ctx context.Context, j *repo.Job, id crypto.ID, dir string, used map[index.Key]bool) {
+func (c *checker) walk(ctx context.Context, j *repo.Job, id crypto.ID, dir string) error {
 	if c.clean[id] {
-		return // shared with an earlier job and fine there: fine here
+		return nil // shared with an earlier job and fine there: fine here
 	}
 	before := len(c.rep.Affected)
 	defer func() {
@@ -354,7 +396,9 @@ func (c *checker) walk(ctx context.Context, j *repo.Job, id crypto.ID, dir strin
 			c.clean[id] = true
 		}
 	}()
-	used[c.r.BlobKey(pack.Tree, id)] = true
+	if err := c.addUsed(pack.Tree, id); err != nil {
+		return err
+	}
 	t, err := c.loadTree(ctx, id)
 	if err != nil {
 		where := dir
@@ -362,33 +406,41 @@ func (c *checker) walk(ctx context.Context, j *repo.Job, id crypto.ID, dir strin
 			where = "/"
 		}
 		c.rep.Affected = append(c.rep.Affected, Affected{Job: j.Number, Path: where, Why: "directory listing: " + err.Error()})
-		return
+		return nil
 	}
 	for i := range t.Nodes {
 		n := &t.Nodes[i]
 		p := path.Join(dir, n.Name)
 		switch n.Type {
 		case tree.Dir:
-			c.walk(ctx, j, n.Subtree, p, used)
+			if err := c.walk(ctx, j, n.Subtree, p); err != nil {
+				return err
+			}
 		case tree.File:
+			reported := false
 			for _, b := range n.Content {
-				k := index.Key{ID: b, Type: pack.Data}
-				used[c.r.BlobKey(pack.Data, b)] = true
-				why, bad := c.bad[k]
-				if !bad && !c.r.Has(pack.Data, b) {
-					why, bad = "chunk missing from the index", true
+				if err := c.addUsed(pack.Data, b); err != nil {
+					return err
 				}
-				if bad {
+				if why, bad := c.why(pack.Data, b); bad && !reported {
 					c.rep.Affected = append(c.rep.Affected, Affected{Job: j.Number, Path: p, Why: why})
-					break
+					reported = true
 				}
 			}
 		}
 	}
+	return nil
+}
+
+func (c *checker) addUsed(t pack.BlobType, id crypto.ID) error {
+	if c.used == nil {
+		return nil
+	}
+	return c.used.Add(t, id)
 }
 
 func (c *checker) loadTree(ctx context.Context, id crypto.ID) (*tree.Tree, error) {
-	if why, bad := c.bad[index.Key{ID: id, Type: pack.Tree}]; bad {
+	if why, bad := c.why(pack.Tree, id); bad && why != "chunk missing from the index" {
 		return nil, errors.New(why)
 	}
 	return c.r.LoadTree(ctx, id)

@@ -631,3 +631,9 @@ func (s *Store) PackIDs(fn func(id crypto.ID, ord uint32) error) error {
 
 // Packs is the number of pack ordinals.
 func (s *Store) PackCount() int { return s.meta.Packs }
+
+// PackID returns the ID of a pack by ordinal.
+func (s *Store) PackID(ord uint32) (crypto.ID, error) {
+	id, _, err := s.pack(ord)
+	return id, err
+}
