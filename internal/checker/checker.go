@@ -102,7 +102,7 @@ func (c *checker) problem(kind, what string, err error) {
 }
 
 // sortBudget is the memory of the sort of used blobs.
-const sortBudget = 32 << 20
+const sortBudget = 4 << 20
 
 // Check verifies r, whose index must not be loaded yet. Its memory grows
 // with the number of packs, not of blobs: index files are read and compared

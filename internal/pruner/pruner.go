@@ -64,8 +64,8 @@ type Stats struct {
 	PacksRecent int `json:"packs_recent,omitempty"`
 }
 
-// sortBudget is the memory of each sort on disk.
-const sortBudget = 64 << 20
+// sortBudget is the memory of each sort on disk: more only spills less.
+const sortBudget = 4 << 20
 
 // decision is what becomes of a pack.
 type decision uint8

@@ -23,8 +23,12 @@ const (
 	// chunkMax, a tree blob at most this.
 	maxRawBlob = 256 << 20
 	// indexEvery is how many uploaded packs go into one index file while a
-	// backup runs, so an interrupted backup loses little work.
+	// backup runs, so an interrupted backup loses little work; indexBlobs
+	// bounds the blobs of one index file, so that reading one costs a few
+	// megabytes whatever the packs hold (64 packs of small files hold
+	// nearly a million).
 	indexEvery = 64
+	indexBlobs = 50_000
 	// Data blobs under groupMember bytes are stored in groups, which are
 	// sealed once their plaintext reaches groupSize. Compressed together,
 	// small files share their common text (licence headers, includes,
@@ -50,6 +54,7 @@ type packer struct {
 	wg       sync.WaitGroup
 	err      error
 	pending  []index.PackBlobs // uploaded, not yet in an index file
+	pendingN int               // their blobs
 	grp      *group            // small data blobs waiting to be sealed
 	grpBufs  sync.Pool         // group buffers
 	bufs     sync.Pool         // compression scratch
@@ -315,9 +320,10 @@ func (p *packer) upload(ctx context.Context, op *openPack) error {
 			delete(p.inflight, p.r.BlobKey(b.Type, b.ID))
 		}
 		p.pending = append(p.pending, index.PackBlobs{ID: id, Blobs: blobs})
+		p.pendingN += len(blobs)
 		var batch []index.PackBlobs
-		if len(p.pending) >= indexEvery {
-			batch, p.pending = p.pending, nil
+		if len(p.pending) >= indexEvery || p.pendingN >= indexBlobs {
+			batch, p.pending, p.pendingN = p.pending, nil, 0
 		}
 		p.mu.Unlock()
 		if batch != nil {
@@ -367,7 +373,7 @@ func (r *Repository) Flush(ctx context.Context) (SaveStats, error) {
 	p.wg.Wait()
 	p.mu.Lock()
 	batch, err := p.pending, p.err
-	p.pending = nil
+	p.pending, p.pendingN = nil, 0
 	p.mu.Unlock()
 	if err != nil {
 		return st, err

@@ -85,7 +85,7 @@ const (
 	storeDeltaShare = 8 // delta over 1/8 of the base: merge
 	storeDeadShare  = 4 // dead files over 1/4 of the base's: merge
 	storeMinBase    = 100_000
-	storeSortBudget = 64 << 20
+	storeSortBudget = 16 << 20
 )
 
 // storeKey names the repository a store belongs to: a repository at the
@@ -572,7 +572,7 @@ func (r *Repository) RebuildIndex(ctx context.Context) (RebuildResult, error) {
 		batch = append(batch, index.PackBlobs{ID: id, Blobs: hdr})
 		blobs += len(hdr)
 		res.Packs++
-		if blobs >= 100_000 {
+		if blobs >= indexBlobs {
 			if err := flush(); err != nil {
 				return res, err
 			}
@@ -606,7 +606,7 @@ func (r *Repository) WriteIndex(ctx context.Context, packs []index.PackBlobs) ([
 	var names []string
 	for start := 0; start < len(packs); {
 		end, blobs := start, 0
-		for end < len(packs) && (end == start || blobs+len(packs[end].Blobs) <= 100_000) {
+		for end < len(packs) && (end == start || blobs+len(packs[end].Blobs) <= indexBlobs) {
 			blobs += len(packs[end].Blobs)
 			end++
 		}
