@@ -5,6 +5,7 @@
 //	go run ./bench -case bigfile -size 10737418240 -work /work/bench-big -runs 1
 //	go run ./bench -case smallfiles -files 1000000 -work /dev/shm/runup-small -runs 1
 //	go run ./bench -case fewbytes -size 1073741824 -work /dev/shm/runup-few
+//	go run ./bench -case manychunks -chunks 100000000 -work /work/bench-many
 //
 // Each tool gets a fresh encrypted repository per run, with its default
 // compression. Per run: first backup of version 1, a backup with nothing
@@ -143,15 +144,20 @@ func main() {
 	only := flag.String("tools", "runup,restic,borg", "tools to measure")
 	label := flag.String("label", "", "name of this measurement in docs/benchmarks.md")
 	out := flag.String("out", "docs/benchmarks.md", "markdown file to update (between the markers of -label)")
-	kind := flag.String("case", "versions", "versions (the real data set), or a synthetic case: bigfile, smallfiles, fewbytes")
+	kind := flag.String("case", "versions", "versions (the real data set), or a synthetic case: bigfile, smallfiles, fewbytes, manychunks")
 	size := flag.Int64("size", 10<<30, "bigfile and fewbytes: the file's size")
 	files := flag.Int("files", 1_000_000, "smallfiles: how many")
+	chunks := flag.Int("chunks", 100_000_000, "manychunks: how many chunks the repository holds")
 	flag.Parse()
 	must(os.RemoveAll(*work))
 	must(os.MkdirAll(*work, 0o755))
 	bin := filepath.Join(*work, "runup")
 	_, err := run(".", nil, "go", "build", "-o", bin, "./cmd/runup")
 	must(err)
+	if *kind == "manychunks" {
+		manyChunks(*work, bin, *out, *chunks)
+		return
+	}
 	if *kind != "versions" {
 		if *label == "" {
 			*label = *kind

@@ -169,28 +169,7 @@ func (w *Writer) write(b []byte) {
 // in-memory pack, its bytes (in the Writer's buffer). The Writer must not
 // be used afterwards.
 func (w *Writer) Finish(key *crypto.MasterKey) ([]byte, crypto.ID, []Blob, error) {
-	version := byte(headerVersion)
-	for _, b := range w.blobs {
-		if b.Grouped() {
-			version = headerVersion2
-			break
-		}
-	}
-	hdr := make([]byte, 0, 1+binary.MaxVarintLen64+len(w.blobs)*entrySize)
-	hdr = append(hdr, version)
-	hdr = binary.AppendUvarint(hdr, uint64(len(w.blobs)))
-	for i, b := range w.blobs {
-		hdr = append(hdr, byte(b.Type), byte(b.Flags))
-		hdr = append(hdr, b.ID[:]...)
-		length := b.Length
-		if b.Grouped() && i > 0 && w.blobs[i-1].Grouped() && w.blobs[i-1].Offset == b.Offset {
-			length = 0 // a later member: the group's length is on its first
-		}
-		hdr = binary.LittleEndian.AppendUint32(hdr, length)
-		hdr = binary.LittleEndian.AppendUint32(hdr, b.RawLen)
-	}
-	sealed := key.Seal(nil, hdr)
-	sealed = binary.LittleEndian.AppendUint32(sealed, uint32(len(sealed)))
+	sealed := SealHeader(key, w.blobs)
 	if w.out == nil {
 		w.buf = append(w.buf, sealed...)
 		return w.buf, key.Hash(w.buf), w.blobs, nil
@@ -199,6 +178,33 @@ func (w *Writer) Finish(key *crypto.MasterKey) ([]byte, crypto.ID, []Blob, error
 	var id crypto.ID
 	w.sum.Sum(id[:0])
 	return nil, id, w.blobs, w.err
+}
+
+// SealHeader returns the sealed header of a pack holding blobs, and its
+// length: what ends the pack file. Blobs are in pack order.
+func SealHeader(key *crypto.MasterKey, blobs []Blob) []byte {
+	version := byte(headerVersion)
+	for _, b := range blobs {
+		if b.Grouped() {
+			version = headerVersion2
+			break
+		}
+	}
+	hdr := make([]byte, 0, 1+binary.MaxVarintLen64+len(blobs)*entrySize)
+	hdr = append(hdr, version)
+	hdr = binary.AppendUvarint(hdr, uint64(len(blobs)))
+	for i, b := range blobs {
+		hdr = append(hdr, byte(b.Type), byte(b.Flags))
+		hdr = append(hdr, b.ID[:]...)
+		length := b.Length
+		if b.Grouped() && i > 0 && blobs[i-1].Grouped() && blobs[i-1].Offset == b.Offset {
+			length = 0 // a later member: the group's length is on its first
+		}
+		hdr = binary.LittleEndian.AppendUint32(hdr, length)
+		hdr = binary.LittleEndian.AppendUint32(hdr, b.RawLen)
+	}
+	sealed := key.Seal(nil, hdr)
+	return binary.LittleEndian.AppendUint32(sealed, uint32(len(sealed)))
 }
 
 // ErrDamaged wraps every structural problem found in a pack.
