@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/runup/runup/internal/testservers"
 )
@@ -288,4 +292,59 @@ func TestConcurrentS3Backups(t *testing.T) {
 	if unique := int64(len(shared) + 12<<20); st.StoredSize > unique+unique/50 {
 		t.Fatalf("stored %d bytes for %d bytes of unique data: the shared data is stored twice", st.StoredSize, unique)
 	}
+}
+
+// Eight hosts back up the same new 20 MiB into one bucket, started two
+// seconds apart: each publishes what it stored as it goes and reads what
+// the others published, so the data is stored at most twice before any
+// prune (it was stored by every host).
+func TestEightHostsDeduplicate(t *testing.T) {
+	s3 := testservers.StartS3(t)
+	r := rand.New(rand.NewPCG(13, 13))
+	shared := make([]byte, 20<<20)
+	for i := range shared {
+		shared[i] = byte(r.Uint32())
+	}
+	loc := s3.URL("eight", "repo")
+	env := append(s3.Env(), "RUNUP_PASSWORD=pw")
+	var dirs []string
+	for range 8 {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "data"), 0o755)
+		os.WriteFile(filepath.Join(dir, "data", "shared"), shared, 0o644)
+		os.WriteFile(filepath.Join(dir, "runup.yaml"), []byte("version: '1'\nproject:\n  p:\n    include: ['./data']\n"), 0o644)
+		dirs = append(dirs, dir)
+	}
+	runIn(t, runupBin(), dirs[0], env, 0, "--repo", loc, "init")
+	errs := make(chan error, len(dirs))
+	for i, dir := range dirs {
+		time.Sleep(2 * time.Second)
+		go func() {
+			cmd := exec.Command(runupBin(), "--repo", loc, "--cache-dir", t.TempDir(), "backup", "--host", fmt.Sprint("host", i))
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), env...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("host %d: %v\n%s", i, err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range dirs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total int64
+	cli, err := minio.New(s3.Addr, &minio.Options{Creds: credentials.NewStaticV4(s3.Access, s3.Secret, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for obj := range cli.ListObjects(context.Background(), "eight", minio.ListObjectsOptions{Prefix: "repo/data/", Recursive: true}) {
+		total += obj.Size
+	}
+	if total > 2*int64(len(shared))+2<<20 {
+		t.Fatalf("8 hosts stored %d bytes of packs for %d bytes of data: more than twice", total, len(shared))
+	}
+	t.Logf("8 hosts, 2 s apart: %d MiB of packs for %d MiB of data", total>>20, len(shared)>>20)
 }

@@ -115,6 +115,9 @@ type dirTask struct {
 	root  *crypto.ID // set for the root task
 }
 
+// refreshEvery is how often a backup reads the index files others wrote.
+const refreshEvery = 2 * time.Second
+
 // Backup runs one backup and writes its job record.
 func Backup(ctx context.Context, r *repo.Repository, o Options) (*repo.Job, error) {
 	start := time.Now()
@@ -162,12 +165,28 @@ func Backup(ctx context.Context, r *repo.Repository, o Options) (*repo.Job, erro
 		a.treeSaver()
 	}()
 
+	// Other writers' new index files are read as the backup goes: what
+	// another host stored meanwhile is not stored again.
+	refreshDone := make(chan struct{})
+	go func() {
+		t := time.NewTicker(refreshEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-refreshDone:
+				return
+			case <-t.C:
+				_, _ = r.RefreshIndex(ctx)
+			}
+		}
+	}()
 	a.walkRoot(&rootID)
 	close(a.files)
 	close(a.dirs)
 	fileWG.Wait()
 	close(a.blobs)
 	blobWG.Wait()
+	close(refreshDone)
 	dirWG.Wait()
 	if err := context.Cause(ctx); err != nil {
 		return nil, err

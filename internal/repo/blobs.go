@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/chunker"
@@ -29,6 +30,10 @@ const (
 	// nearly a million).
 	indexEvery = 64
 	indexBlobs = 50_000
+	// indexAge is the longest a written pack waits for its index file:
+	// other hosts backing up into the repository at the same time read
+	// index files as they go, and skip what is already there.
+	indexAge = 2 * time.Second
 	// Data blobs under groupMember bytes are stored in groups, which are
 	// sealed once their plaintext reaches groupSize. Compressed together,
 	// small files share their common text (licence headers, includes,
@@ -55,6 +60,7 @@ type packer struct {
 	err      error
 	pending  []index.PackBlobs // uploaded, not yet in an index file
 	pendingN int               // their blobs
+	since    time.Time         // when the first of them was uploaded
 	grp      *group            // small data blobs waiting to be sealed
 	grpBufs  sync.Pool         // group buffers
 	bufs     sync.Pool         // compression scratch
@@ -319,10 +325,13 @@ func (p *packer) upload(ctx context.Context, op *openPack) error {
 		for _, b := range blobs {
 			delete(p.inflight, p.r.BlobKey(b.Type, b.ID))
 		}
+		if len(p.pending) == 0 {
+			p.since = time.Now()
+		}
 		p.pending = append(p.pending, index.PackBlobs{ID: id, Blobs: blobs})
 		p.pendingN += len(blobs)
 		var batch []index.PackBlobs
-		if len(p.pending) >= indexEvery || p.pendingN >= indexBlobs {
+		if len(p.pending) >= indexEvery || p.pendingN >= indexBlobs || time.Since(p.since) >= indexAge {
 			batch, p.pending, p.pendingN = p.pending, nil, 0
 		}
 		p.mu.Unlock()

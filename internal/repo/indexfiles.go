@@ -459,6 +459,33 @@ func (r *Repository) AdoptOldPacks(ctx context.Context, grace time.Duration, wri
 	return recent, problems, nil
 }
 
+// RefreshIndex reads the index files other writers published since the
+// index was loaded, so that a long backup skips what another host has
+// stored meanwhile. It returns how many it read.
+func (r *Repository) RefreshIndex(ctx context.Context) (int, error) {
+	var fresh []string
+	err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
+		r.indexMu.Lock()
+		seen := r.indexFiles[fi.Name]
+		r.indexMu.Unlock()
+		if seen {
+			return nil
+		}
+		for _, p := range r.idx.Parts() {
+			if _, ok := p.S.File(fi.Name); ok {
+				return nil
+			}
+		}
+		fresh = append(fresh, fi.Name)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	_, err = r.loadIndexFiles(ctx, fresh)
+	return len(fresh), err
+}
+
 // LoadIndexFile reads and decodes one index file without adding it to the
 // in-memory index.
 func (r *Repository) LoadIndexFile(ctx context.Context, name string) ([]index.PackBlobs, error) {
