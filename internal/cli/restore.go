@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -70,14 +71,23 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 		return err
 	}
 	defer r.close()
-	// Lost index files must not make intact data unreachable.
-	if n, probs, err := r.FindUnindexedPacks(ctx); err != nil {
-		return err
-	} else if n > 0 || len(probs) > 0 {
-		fmt.Fprintf(g.stderr, "warning: %d pack(s) missing from the index were read directly (run 'runup check', then 'runup repair index')\n", n)
-		for _, p := range probs {
-			fmt.Fprintf(g.stderr, "warning: %v\n", p)
-		}
+	// Lost index files must not make intact data unreachable: the first
+	// time a blob is not in the index, packs no index lists are read.
+	var once sync.Once
+	findMissing := func() {
+		once.Do(func() {
+			n, probs, err := r.FindUnindexedPacks(ctx)
+			if err != nil {
+				fmt.Fprintf(g.stderr, "warning: looking for packs missing from the index: %v\n", err)
+				return
+			}
+			if n > 0 || len(probs) > 0 {
+				fmt.Fprintf(g.stderr, "warning: %d pack(s) missing from the index were read directly (run 'runup check', then 'runup repair index')\n", n)
+			}
+			for _, p := range probs {
+				fmt.Fprintf(g.stderr, "warning: %v\n", p)
+			}
+		})
 	}
 	jobs, problems, err := r.Jobs(ctx)
 	if err != nil {
@@ -150,7 +160,7 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 				progress.Rate(stats.BytesWritten.Load(), time.Since(start)))
 		})
 		res, err := restorer.Restore(ctx, r.Repository, j, restorer.Options{Target: dest.root, Within: dest.within,
-			Include: o.include, Exclude: o.exclude, Reporter: rep, Stats: stats, Workers: e.readers()})
+			Include: o.include, Exclude: o.exclude, Reporter: rep, Stats: stats, Workers: e.readers(), FindMissing: findMissing})
 		line.Stop()
 		if err != nil {
 			return fmt.Errorf("restore of job %d: %w", j.Number, err)

@@ -345,3 +345,25 @@ func TestWriteFailure(t *testing.T) {
 		t.Fatalf("a partial file was left: %v", err)
 	}
 }
+
+func TestMatchBelow(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, dir string
+		want         bool
+	}{
+		{"d0000/real", "d0000", true},
+		{"d0000/real", "d0001", false},
+		{"d0000/real", "d0000/real", false},
+		{"d*/real", "d0001", true},
+		{"**/real", "anything/deep", true},
+		{"a/**", "a", true},
+		{"a/**", "b", false},
+		{"a/b/c", "a/b", true},
+		{"a/b/c", "a/x", false},
+		{"a", "a", false},
+	} {
+		if got := matchBelow(tc.pattern, tc.dir); got != tc.want {
+			t.Errorf("matchBelow(%q, %q) = %v", tc.pattern, tc.dir, got)
+		}
+	}
+}

@@ -69,6 +69,9 @@ type Options struct {
 	// Include and Exclude are glob patterns (with **) on paths relative to
 	// the job's root; a match on a directory covers everything below it.
 	Include, Exclude []string
+	// FindMissing, if set, is called (once) when a blob is not in the
+	// index, to look for it in packs no index file lists.
+	FindMissing func()
 	// Workers is how many packs are read at once; 0 picks a default.
 	Workers  int
 	Reporter Reporter
@@ -195,7 +198,7 @@ func Restore(ctx context.Context, r *repo.Repository, job *repo.Job, o Options) 
 	}
 	defer fs.close()
 	rs.fs = fs
-	rootTree, err := r.LoadTree(ctx, job.Tree)
+	rootTree, err := rs.loadTree(job.Tree)
 	if err != nil {
 		return Result{}, fmt.Errorf("job %d: %w", job.Number, err)
 	}
@@ -230,6 +233,23 @@ func Restore(ctx context.Context, r *repo.Repository, job *repo.Job, o Options) 
 	}
 	rs.res.Errors, rs.res.Damaged = int(rs.errors.Load()), int(rs.damaged.Load())
 	return rs.res, nil
+}
+
+// lookup finds a blob, looking in packs no index lists once if needed.
+func (rs *restorer) lookup(t pack.BlobType, id crypto.ID) (index.Location, bool) {
+	loc, ok := rs.r.Lookup(t, id)
+	if !ok && rs.o.FindMissing != nil {
+		rs.o.FindMissing()
+		loc, ok = rs.r.Lookup(t, id)
+	}
+	return loc, ok
+}
+
+// loadTree reads a directory listing, looking in packs no index lists
+// once if needed.
+func (rs *restorer) loadTree(id crypto.ID) (*tree.Tree, error) {
+	rs.lookup(pack.Tree, id)
+	return rs.r.LoadTree(rs.ctx, id)
 }
 
 func (rs *restorer) abs(rel string) string {
@@ -282,7 +302,32 @@ func (rs *restorer) selected(rel string, underInclude bool) (sel, descend bool) 
 			return true, true
 		}
 	}
-	return false, true
+	for _, p := range rs.o.Include {
+		if matchBelow(p, rel) {
+			return false, true
+		}
+	}
+	return false, false
+}
+
+// matchBelow reports whether pattern could match a path below directory
+// dir: its leading components match dir's, or it has ** among them. A
+// restore of one file of a huge job then reads the trees on its path
+// only.
+func matchBelow(pattern, dir string) bool {
+	pc, dc := strings.Split(pattern, "/"), strings.Split(dir, "/")
+	for i, d := range dc {
+		if i >= len(pc) {
+			return false
+		}
+		if strings.Contains(pc[i], "**") {
+			return true
+		}
+		if ok, _ := doublestar.Match(pc[i], d); !ok {
+			return false
+		}
+	}
+	return len(pc) > len(dc)
 }
 
 func (rs *restorer) walk(t *tree.Tree, rel string, underInclude bool) error {
@@ -307,7 +352,7 @@ func (rs *restorer) walk(t *tree.Tree, rel string, underInclude bool) error {
 			if !descend {
 				continue
 			}
-			sub, err := rs.r.LoadTree(rs.ctx, n.Subtree)
+			sub, err := rs.loadTree(n.Subtree)
 			if err != nil {
 				rs.fail(crel, fmt.Errorf("directory listing unreadable, its content is not restored: %w", err))
 				continue
@@ -440,7 +485,7 @@ func (rs *restorer) file(rel string, n *tree.Node) {
 	locs := make([]index.Location, len(n.Content))
 	var size int64
 	for i, id := range n.Content {
-		loc, ok := rs.r.Lookup(pack.Data, id)
+		loc, ok := rs.lookup(pack.Data, id)
 		if !ok {
 			rs.fail(rel, fmt.Errorf("%w: chunk %v is missing from the repository; file not restored", repo.ErrDamaged, id.Short()))
 			return
