@@ -75,8 +75,13 @@ func (s *Sorter) spill() error {
 	return nil
 }
 
+// fanIn bounds the runs merged at once, and so the merge's buffers.
+const fanIn = 64
+
 // Each calls fn with every record in key order (records of equal keys in
 // the order they were added). The record is valid only during the call.
+// Spilled runs are first merged, fanIn at a time, into one: later calls
+// read it straight.
 func (s *Sorter) Each(fn func(r []byte) error) error {
 	if s.err != nil {
 		return s.err
@@ -94,12 +99,50 @@ func (s *Sorter) Each(fn func(r []byte) error) error {
 			return err
 		}
 	}
+	for len(s.runs) > fanIn {
+		if err := s.mergeRuns(); err != nil {
+			return err
+		}
+	}
+	return s.merge(s.runs, fn)
+}
+
+// mergeRuns merges the runs fanIn at a time into longer ones.
+func (s *Sorter) mergeRuns() error {
+	var next []*os.File
+	for start := 0; start < len(s.runs); start += fanIn {
+		group := s.runs[start:min(start+fanIn, len(s.runs))]
+		f, err := os.CreateTemp(s.dir, "run-*")
+		if err != nil {
+			return err
+		}
+		os.Remove(f.Name())
+		w := bufio.NewWriterSize(f, 1<<20)
+		if err := s.merge(group, func(r []byte) error { _, err := w.Write(r); return err }); err != nil {
+			f.Close()
+			return err
+		}
+		if err := w.Flush(); err != nil {
+			f.Close()
+			return err
+		}
+		for _, g := range group {
+			g.Close()
+		}
+		next = append(next, f)
+	}
+	s.runs = next
+	return nil
+}
+
+// merge calls fn with the records of runs in key order.
+func (s *Sorter) merge(runs []*os.File, fn func(r []byte) error) error {
 	h := &runHeap{key: s.key}
-	for i, f := range s.runs {
+	for i, f := range runs {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
-		rr := &run{r: bufio.NewReaderSize(f, 256<<10), rec: make([]byte, s.rec), order: i}
+		rr := &run{r: bufio.NewReaderSize(f, 64<<10), rec: make([]byte, s.rec), order: i}
 		ok, err := rr.next()
 		if err != nil {
 			return err

@@ -239,3 +239,35 @@ func TestSorter(t *testing.T) {
 		}
 	}
 }
+
+// Many runs merge in rounds, fanIn at a time, and keep their order.
+func TestSorterManyRuns(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 10))
+	s := NewSorter(t.TempDir(), 16, 8, 64*16) // a run every 64 records
+	n := 64 * 200
+	for range n {
+		rec := make([]byte, 16)
+		for i := range rec {
+			rec[i] = byte(r.Uint32())
+		}
+		s.Add(rec)
+	}
+	for pass := range 2 { // merged once, then read straight
+		var last []byte
+		count := 0
+		if err := s.Each(func(rec []byte) error {
+			if last != nil && bytes.Compare(last, rec[:8]) > 0 {
+				return fmt.Errorf("out of order at %d", count)
+			}
+			last = append(last[:0], rec[:8]...)
+			count++
+			return nil
+		}); err != nil || count != n {
+			t.Fatalf("pass %d: %d of %d records: %v", pass, count, n, err)
+		}
+		if len(s.runs) > fanIn {
+			t.Fatalf("%d runs after a merge", len(s.runs))
+		}
+	}
+	s.Close()
+}
