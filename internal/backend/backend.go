@@ -123,6 +123,14 @@ type Streamer interface {
 	Stream(ctx context.Context, t FileType) (Stream, error)
 }
 
+// ReaderSaver is implemented by backends that can save a file read from a
+// local one (a pack spooled to disk as it was built), so that a pack is
+// never held in memory whole. It has Save's guarantees; r may be read more
+// than once (a retry).
+type ReaderSaver interface {
+	SaveReader(ctx context.Context, h Handle, r io.ReaderAt, size int64) error
+}
+
 // Replacer is implemented by backends that can replace a file atomically:
 // readers see the old content or the new, never none. Only the config is
 // ever replaced, by 'runup migrate'; every other file is write-once.

@@ -326,6 +326,7 @@ func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, e
 	store, known_, remembered := e.remembered(be.Location())
 	o.Lock = lockTiming()
 	o.IndexDir = e.indexDir()
+	o.SpoolDir = o.IndexDir
 	o.RequireEncryption = pw != nil || (remembered && known_.Encrypted)
 	if remembered {
 		o.PreferKey = known_.KeyID

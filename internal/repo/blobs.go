@@ -1,9 +1,12 @@
 package repo
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -67,6 +70,11 @@ type packer struct {
 	sealBufs sync.Pool         // sealed blobs on their way into a pack
 	packBufs sync.Pool         // pack-sized buffers, reused after upload
 	stream   backend.Streamer  // nil when the backend cannot stream
+	// spool is a local folder where data packs are written as they grow,
+	// then uploaded from (backends that save from a reader: S3, SFTP), so
+	// that no pack is held in memory, however many upload at once.
+	spool string
+	saver backend.ReaderSaver
 }
 
 // group is small data blobs collected to be compressed and sealed as one.
@@ -75,10 +83,22 @@ type group struct {
 	members []pack.Member
 }
 
-// openPack is a pack being filled, and its file when streamed.
+// openPack is a pack being filled, and its file when streamed or spooled.
 type openPack struct {
-	w *pack.Writer
-	s backend.Stream
+	w  *pack.Writer
+	s  backend.Stream
+	f  *os.File      // spooled: the local file (already unlinked)
+	bw *bufio.Writer // spooled: its buffer
+}
+
+// discard drops an unfinished pack's file.
+func (op *openPack) discard() {
+	if op.s != nil {
+		_ = op.s.Abort()
+	}
+	if op.f != nil {
+		op.f.Close()
+	}
 }
 
 func newPacker(r *Repository, uploads int) *packer {
@@ -86,6 +106,11 @@ func newPacker(r *Repository, uploads int) *packer {
 	if st, ok := r.be.(backend.Streamer); ok {
 		if c, ok := r.be.(interface{ CanStream() bool }); !ok || c.CanStream() {
 			p.stream = st
+		}
+	}
+	if rs, ok := r.be.(backend.ReaderSaver); ok && p.stream == nil && r.opts.SpoolDir != "" {
+		if c, ok := r.be.(interface{ CanSaveReader() bool }); !ok || c.CanSaveReader() {
+			p.saver, p.spool = rs, r.opts.SpoolDir
 		}
 	}
 	return p
@@ -108,6 +133,15 @@ func (p *packer) newPack(ctx context.Context, t pack.BlobType) (*openPack, error
 		}
 		return &openPack{w: pack.NewStreamWriter(s, p.r.key.NewHash()), s: s}, nil
 	}
+	if p.spool != "" {
+		f, err := os.CreateTemp(p.spool, ".pack-*")
+		if err != nil {
+			return nil, fmt.Errorf("spool a pack: %w", err)
+		}
+		os.Remove(f.Name()) // the descriptor is enough; nothing to clean up
+		bw := bufio.NewWriterSize(f, 256<<10)
+		return &openPack{w: pack.NewStreamWriter(bw, p.r.key.NewHash()), f: f, bw: bw}, nil
+	}
 	if b, ok := p.packBufs.Get().(*[]byte); ok {
 		return &openPack{w: pack.NewWriter(*b)}, nil
 	}
@@ -128,8 +162,8 @@ func (p *packer) abort() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for t, op := range p.cur {
-		if op != nil && op.s != nil {
-			_ = op.s.Abort()
+		if op != nil {
+			op.discard()
 		}
 		p.cur[t] = nil
 	}
@@ -279,18 +313,17 @@ func (p *packer) seal(ctx context.Context, t pack.BlobType, body []byte, add fun
 // the upload slots are full, which bounds the memory of queued packs.
 func (p *packer) upload(ctx context.Context, op *openPack) error {
 	data, id, blobs, err := op.w.Finish(p.r.key)
+	if err == nil && op.bw != nil {
+		err = op.bw.Flush()
+	}
 	if err != nil {
-		if op.s != nil {
-			_ = op.s.Abort()
-		}
+		op.discard()
 		return fmt.Errorf("write pack: %w", err)
 	}
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
-		if op.s != nil {
-			_ = op.s.Abort()
-		}
+		op.discard()
 		return ctx.Err()
 	}
 	p.wg.Add(1)
@@ -299,13 +332,22 @@ func (p *packer) upload(ctx context.Context, op *openPack) error {
 		defer func() { <-p.sem }()
 		h := backend.Handle{Type: backend.Data, Name: id.String()}
 		var err error
-		if op.s != nil {
+		switch {
+		case op.s != nil:
 			if err = p.r.guard.check(); err == nil {
 				err = op.s.Commit(ctx, h)
 			} else {
 				_ = op.s.Abort()
 			}
-		} else {
+		case op.f != nil:
+			var size int64
+			if size, err = op.f.Seek(0, io.SeekCurrent); err == nil {
+				if err = p.r.guard.check(); err == nil {
+					err = p.saver.SaveReader(ctx, h, op.f, size)
+				}
+			}
+			op.f.Close()
+		default:
 			sctx := ctx
 			if len(blobs) > 0 && blobs[0].Type == pack.Tree {
 				sctx = backend.WithMetadata(ctx)
@@ -368,8 +410,8 @@ func (r *Repository) Flush(ctx context.Context) (SaveStats, error) {
 		case op == nil:
 		case op.w.Count() > 0:
 			open = append(open, op)
-		case op.s != nil:
-			_ = op.s.Abort()
+		default:
+			op.discard()
 		}
 		p.cur[t] = nil
 	}

@@ -94,6 +94,9 @@ type Options struct {
 	// repository below it), so that memory does not grow with the
 	// repository; "" keeps the whole index in memory.
 	IndexDir string
+	// SpoolDir is a local folder where packs for remote storage are built
+	// before upload; "" builds them in memory.
+	SpoolDir string
 	// Lock sets lock refresh and stale times (zero: the defaults).
 	Lock LockTiming
 	// PreferKey names the key file to try first (the one that opened the

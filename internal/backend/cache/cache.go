@@ -16,6 +16,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -235,6 +237,32 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error
 		b.put(h, data)
 	}
 	return err
+}
+
+// SaveReader implements backend.ReaderSaver when the wrapped backend does;
+// a file to cache (a pack of trees) is read back from r.
+func (b *Backend) SaveReader(ctx context.Context, h backend.Handle, r io.ReaderAt, size int64) error {
+	rs, ok := b.Backend.(backend.ReaderSaver)
+	if !ok {
+		return errors.New("cache: the wrapped backend cannot save from a reader")
+	}
+	err := rs.SaveReader(ctx, h, r, size)
+	if err == nil && (b.cacheable(h) || backend.IsMetadata(ctx)) {
+		data := make([]byte, size)
+		if _, rerr := r.ReadAt(data, 0); rerr == nil || rerr == io.EOF {
+			b.put(h, data)
+		}
+	}
+	return err
+}
+
+// CanSaveReader reports whether SaveReader works.
+func (b *Backend) CanSaveReader() bool {
+	if c, ok := b.Backend.(interface{ CanSaveReader() bool }); ok {
+		return c.CanSaveReader()
+	}
+	_, ok := b.Backend.(backend.ReaderSaver)
+	return ok
 }
 
 // Remove implements backend.Backend.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -73,6 +74,25 @@ func kill() {
 // both are steps of a commit order.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error {
 	return b.step("save", h, func() error { return b.Backend.Save(ctx, h, data) })
+}
+
+// SaveReader implements backend.ReaderSaver when the wrapped backend does,
+// counted as a save.
+func (b *Backend) SaveReader(ctx context.Context, h backend.Handle, r io.ReaderAt, size int64) error {
+	rs, ok := b.Backend.(backend.ReaderSaver)
+	if !ok {
+		return errors.New("faulty: the wrapped backend cannot save from a reader")
+	}
+	return b.step("save", h, func() error { return rs.SaveReader(ctx, h, r, size) })
+}
+
+// CanSaveReader reports whether SaveReader works.
+func (b *Backend) CanSaveReader() bool {
+	if c, ok := b.Backend.(interface{ CanSaveReader() bool }); ok {
+		return c.CanSaveReader()
+	}
+	_, ok := b.Backend.(backend.ReaderSaver)
+	return ok
 }
 
 // Remove implements backend.Backend.

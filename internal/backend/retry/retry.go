@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -78,6 +79,21 @@ func (b *Backend) do(ctx context.Context, what string, op func() error) error {
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error {
 	return b.do(ctx, "save "+h.String(), func() error { return b.Backend.Save(ctx, h, data) })
+}
+
+// SaveReader implements backend.ReaderSaver when the wrapped backend does.
+func (b *Backend) SaveReader(ctx context.Context, h backend.Handle, r io.ReaderAt, size int64) error {
+	rs, ok := b.Backend.(backend.ReaderSaver)
+	if !ok {
+		return errors.New("retry: the wrapped backend cannot save from a reader")
+	}
+	return b.do(ctx, "save "+h.String(), func() error { return rs.SaveReader(ctx, h, r, size) })
+}
+
+// CanSaveReader reports whether SaveReader works.
+func (b *Backend) CanSaveReader() bool {
+	_, ok := b.Backend.(backend.ReaderSaver)
+	return ok
 }
 
 // Load implements backend.Backend.

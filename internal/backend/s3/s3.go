@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -154,6 +155,10 @@ func (b *Backend) key(h backend.Handle) string {
 }
 
 func (b *Backend) wrap(what string, err error) error {
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() && !errors.Is(err, backend.ErrStalled) {
+		// The transport's own deadlines (connecting, the answer's headers).
+		return fmt.Errorf("%s: %w for %v: the server stopped answering: %w", what, backend.ErrStalled, b.cfg.Timeout, err)
+	}
 	var resp minio.ErrorResponse
 	if errors.As(err, &resp) {
 		switch resp.Code {
@@ -180,14 +185,19 @@ func (b *Backend) wrap(what string, err error) error {
 
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error {
-	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: len(data) < 64<<20}
+	return b.SaveReader(ctx, h, bytes.NewReader(data), int64(len(data)))
+}
+
+// SaveReader implements backend.ReaderSaver.
+func (b *Backend) SaveReader(ctx context.Context, h backend.Handle, r io.ReaderAt, size int64) error {
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: size < 64<<20}
 	if b.ifNone {
 		opts.SetMatchETagExcept("*")
 	} else if _, err := b.Stat(ctx, h); err == nil {
 		return fmt.Errorf("save %v: %w", h, backend.ErrExists)
 	}
 	wctx, wd := backend.NewWatchdog(ctx, b.cfg.Timeout)
-	_, err := b.c.PutObject(wctx, b.cfg.Bucket, b.key(h), wd.Reader(bytes.NewReader(data)), int64(len(data)), opts)
+	_, err := b.c.PutObject(wctx, b.cfg.Bucket, b.key(h), wd.Reader(io.NewSectionReader(r, 0, size)), size, opts)
 	err = wd.Err(err)
 	wd.Stop()
 	if err != nil {

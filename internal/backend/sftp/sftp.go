@@ -13,6 +13,7 @@
 package sftp
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -354,14 +355,19 @@ func wrap(what string, err error) error {
 
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, data []byte) error {
-	c, end, err := b.begin(ctx, int64(len(data)))
+	return b.SaveReader(ctx, h, bytes.NewReader(data), int64(len(data)))
+}
+
+// SaveReader implements backend.ReaderSaver.
+func (b *Backend) SaveReader(ctx context.Context, h backend.Handle, r io.ReaderAt, size int64) error {
+	c, end, err := b.begin(ctx, size)
 	if err != nil {
 		return err
 	}
-	return end(b.save(c, h, data))
+	return end(b.save(c, h, io.NewSectionReader(r, 0, size)))
 }
 
-func (b *Backend) save(c *sftp.Client, h backend.Handle, data []byte) error {
+func (b *Backend) save(c *sftp.Client, h backend.Handle, data io.Reader) error {
 	final := b.path(h)
 	dir := path.Dir(final)
 	if h.Type == backend.Data {
@@ -391,14 +397,14 @@ func (b *Backend) save(c *sftp.Client, h backend.Handle, data []byte) error {
 // writeFile writes a new file durably, readable by its owner alone: mode
 // 0600 from before its first byte (the server's default mode is often
 // world-readable), 0400 once complete, as repository files never change.
-func writeFile(c *sftp.Client, name string, data []byte) error {
+func writeFile(c *sftp.Client, name string, data io.Reader) error {
 	f, err := c.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return err
 	}
 	werr := f.Chmod(0o600)
 	if werr == nil {
-		_, werr = f.Write(data)
+		_, werr = f.ReadFrom(data)
 	}
 	if werr == nil {
 		// fsync@openssh.com; servers without it cannot promise durability.
@@ -429,7 +435,7 @@ func (b *Backend) Replace(ctx context.Context, h backend.Handle, data []byte) er
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := path.Join(path.Dir(final), "."+path.Base(final)+".tmp-"+hex.EncodeToString(rnd[:]))
-	if err := writeFile(c, tmp, data); err != nil {
+	if err := writeFile(c, tmp, bytes.NewReader(data)); err != nil {
 		return end(wrap(fmt.Sprintf("replace %v", h), err))
 	}
 	if err := c.PosixRename(tmp, final); err != nil {
