@@ -166,6 +166,12 @@ func Init(ctx context.Context, be backend.Backend, o InitOptions) (Identity, err
 	} else if t != "" {
 		return Identity{}, fmt.Errorf("%w: %s holds repository files (%s/) but no config: the config is missing; restore it from a copy of the repository, or choose an empty location", ErrDamaged, be.Location(), t)
 	}
+	if o.Version == 0 {
+		o.Version = FormatVersion
+	}
+	if !formatSupported(o.Version) {
+		return Identity{}, formatError(o.Version)
+	}
 	key, err := crypto.NewMasterKey(o.Password != nil)
 	if err != nil {
 		return Identity{}, err
@@ -173,15 +179,11 @@ func Init(ctx context.Context, be backend.Backend, o InitOptions) (Identity, err
 	if o.KDF == (crypto.KDFParams{}) {
 		o.KDF = crypto.DefaultKDF
 	}
-	keyID, err := AddKey(ctx, be, key, o.Password, o.KDF)
+	// Key files carry the repository's format, so that the RunUp a format
+	// was made for can open it.
+	keyID, err := AddKey(ctx, be, key, o.Password, o.KDF, o.Version)
 	if err != nil {
 		return Identity{}, err
-	}
-	if o.Version == 0 {
-		o.Version = FormatVersion
-	}
-	if !formatSupported(o.Version) {
-		return Identity{}, formatError(o.Version)
 	}
 	var rnd [16]byte
 	_, _ = rand.Read(rnd[:])
@@ -215,10 +217,10 @@ func firstFileType(ctx context.Context, be backend.Backend) (backend.FileType, e
 	return "", nil
 }
 
-// AddKey stores another key file for the master key (another password) and
-// returns its name.
-func AddKey(ctx context.Context, be backend.Backend, key *crypto.MasterKey, password []byte, kdf crypto.KDFParams) (string, error) {
-	kf, err := crypto.WrapKey(key, password, kdf, FormatVersion)
+// AddKey stores another key file for the master key (another password) of
+// a repository of the given format, and returns its name.
+func AddKey(ctx context.Context, be backend.Backend, key *crypto.MasterKey, password []byte, kdf crypto.KDFParams, version int) (string, error) {
+	kf, err := crypto.WrapKey(key, password, kdf, version)
 	if err != nil {
 		return "", err
 	}

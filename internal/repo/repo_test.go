@@ -61,7 +61,7 @@ func TestInitOpen(t *testing.T) {
 	}
 	// A second password opens the same repository.
 	r, _ := Open(ctx, be, func() ([]byte, error) { return []byte("pw"), nil }, Options{})
-	if _, err := AddKey(ctx, be, r.Key(), []byte("second"), fastKDF); err != nil {
+	if _, err := AddKey(ctx, be, r.Key(), []byte("second"), fastKDF, FormatVersion); err != nil {
 		t.Fatal(err)
 	}
 	r2, err := Open(ctx, be, func() ([]byte, error) { return []byte("second"), nil }, Options{})
@@ -364,7 +364,7 @@ func TestOpenHostileKeys(t *testing.T) {
 			rewrite(t, be, h, b)
 		}},
 		{name: "damaged key beside an intact one, wrong password", pw: "nope", want: ErrWrongPassword, harm: func(t *testing.T, be backend.Backend, r *Repository) {
-			AddKey(ctx, be, r.Key(), []byte("second"), fastKDF)
+			AddKey(ctx, be, r.Key(), []byte("second"), fastKDF, FormatVersion)
 			be.Save(ctx, backend.Handle{Type: backend.Keys, Name: strings.Repeat("1", 64)}, []byte("{}"))
 		}},
 		{name: "damaged key beside an intact one", pw: "pw", harm: func(t *testing.T, be backend.Backend, r *Repository) {
@@ -391,7 +391,7 @@ func TestOpenHostileKeys(t *testing.T) {
 		}},
 		{name: "clear key planted beside the real ones", pw: "pw", require: true, harm: func(t *testing.T, be backend.Backend, r *Repository) {
 			k, _ := crypto.NewMasterKey(false)
-			AddKey(ctx, be, k, nil, fastKDF)
+			AddKey(ctx, be, k, nil, fastKDF, FormatVersion)
 		}},
 		{name: "config lost", pw: "pw", want: ErrDamaged, msg: "config is missing", harm: func(t *testing.T, be backend.Backend, r *Repository) {
 			be.Remove(ctx, backend.Handle{Type: backend.Config})
@@ -441,7 +441,7 @@ func TestKeyTriesBounded(t *testing.T) {
 	var last string
 	for i := range maxKeyTries + 2 {
 		var err error
-		if last, err = AddKey(ctx, be, r.Key(), []byte(fmt.Sprint("other", i)), fastKDF); err != nil {
+		if last, err = AddKey(ctx, be, r.Key(), []byte(fmt.Sprint("other", i)), fastKDF, FormatVersion); err != nil {
 			t.Fatal(err)
 		}
 	}
