@@ -174,7 +174,11 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		timeout = backend.DefaultTimeout
 	}
 	b := &Backend{cfg: cfg, root: path.Clean(cfg.Path), addr: net.JoinHostPort(host, port), timeout: timeout,
-		conf: &ssh.ClientConfig{User: user, Auth: auths, HostKeyCallback: hostKeys, Timeout: min(timeout, 30*time.Second)}}
+		conf: &ssh.ClientConfig{User: user, Auth: auths, HostKeyCallback: hostKeys, Timeout: min(timeout, 30*time.Second),
+			// AES-GCM first: with the CPU's AES instructions it moves packs
+			// several times faster than ChaCha20, the library's first choice.
+			Config: ssh.Config{Ciphers: []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+				"chacha20-poly1305@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr"}}}}
 	cn, err := b.dial(ctx)
 	if err != nil {
 		var ke *knownhosts.KeyError
