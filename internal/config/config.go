@@ -2,21 +2,29 @@
 //
 // Version '1' is read exactly as the original RunUp read it, with its
 // messages; version '2' adds the repository location, compression, a
-// password source, glob excludes and retention policies. Every error names
-// the file and line, and unknown keys are refused by name.
+// password source, glob excludes, retention policies, and what makes a
+// backup run by itself: schedules (cron), hooks, commands whose output is
+// backed up, notifications, copies to other repositories and repository
+// maintenance. Every error names the file and line, and unknown keys are
+// refused by name.
 package config
 
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
 	"gopkg.in/yaml.v3"
+
+	"github.com/runup/runup/internal/scheduler"
 )
 
 // FileNames are looked up in the context directory, in this order.
@@ -49,6 +57,9 @@ type Config struct {
 	Password    string // version 2: env:NAME, file:PATH or command:CMD
 	Projects    map[string]*Project
 	Order       []string // project names as they appear in the file
+	// Maintenance is what the daemon does for the whole repository
+	// (version 2).
+	Maintenance Maintenance
 }
 
 // Project is one project of a config.
@@ -58,6 +69,55 @@ type Project struct {
 	Exclude []string // as written
 	Keep    *Keep    // version 2; nil when not given
 	Line    int
+
+	// The rest is version 2: what makes the project back up by itself.
+	Cron     scheduler.Schedule // zero: only by hand
+	Hooks    Hooks
+	Commands []Command
+	Notify   []string // URLs pinged at start, success and failure
+	CopyTo   []CopyTarget
+}
+
+// Hooks are shell commands run around a project's backup.
+type Hooks struct {
+	Before  []string // a failure skips the backup and counts as its failure
+	After   []string // run once the before-hooks ran, whatever the outcome
+	Failure []string // run when the backup (or a before-hook) failed
+	// Timeout bounds each hook and each command (DefaultHookTimeout).
+	Timeout time.Duration
+}
+
+// DefaultHookTimeout bounds each hook and command when runup.yaml does not.
+const DefaultHookTimeout = time.Hour
+
+// Empty reports whether no hook is set.
+func (h Hooks) Empty() bool { return len(h.Before)+len(h.After)+len(h.Failure) == 0 }
+
+// Command is data that is not a file: the standard output of Run (a shell
+// command) is stored in the job as the file Name.
+type Command struct {
+	Name string // slash-separated, relative to the job's root
+	Run  string
+	Line int
+}
+
+// CopyTarget is a repository that receives a copy of each new job.
+type CopyTarget struct {
+	Repository string // a path (relative to the config's directory) or URL
+	// Password is the target's password source (env:, file:, command:);
+	// empty means the source repository's password.
+	Password string
+}
+
+// Maintenance is repository-wide work on a schedule.
+type Maintenance struct {
+	// Forget applies every project's keep: and then prunes.
+	Forget scheduler.Schedule
+	Check  scheduler.Schedule
+	// ReadDataSubset is check's --read-data-subset ("5%", "1/10"); empty
+	// checks structure only.
+	ReadDataSubset string
+	Notify         []string
 }
 
 // Keep is a retention policy.
@@ -158,7 +218,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	allowed := []string{"version", "project"}
 	if c.Version == 2 {
-		allowed = append(allowed, "repository", "compression", "password")
+		allowed = append(allowed, "repository", "compression", "password", "maintenance")
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k := root.Content[i]
@@ -190,6 +250,11 @@ func Parse(file string, data []byte) (*Config, error) {
 		if c.Password != "" {
 			if err := checkPasswordSpec(c.Password); err != nil {
 				return nil, p.errf(keys["password"], "password: %v", err)
+			}
+		}
+		if n, ok := keys["maintenance"]; ok {
+			if err := p.maintenance(n, &c.Maintenance); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -237,7 +302,7 @@ func (p *parser) project(version int, name, body *yaml.Node) (*Project, error) {
 	}
 	allowed := []string{"include", "exclude"}
 	if version == 2 {
-		allowed = append(allowed, "keep")
+		allowed = append(allowed, "keep", "cron", "hooks", "commands", "notify", "copy-to")
 	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(body.Content); i += 2 {
@@ -270,14 +335,64 @@ func (p *parser) project(version int, name, body *yaml.Node) (*Project, error) {
 				return nil, err
 			}
 			proj.Keep = keep
+		case k.Value == "cron" && version == 2:
+			sched, err := p.schedule(v, "project "+strconv.Quote(name.Value)+": cron")
+			if err != nil {
+				return nil, err
+			}
+			proj.Cron = sched
+		case k.Value == "hooks" && version == 2:
+			if err := p.hooks(v, name.Value, &proj.Hooks); err != nil {
+				return nil, err
+			}
+		case k.Value == "commands" && version == 2:
+			cmds, err := p.commands(v, name.Value)
+			if err != nil {
+				return nil, err
+			}
+			proj.Commands = cmds
+		case k.Value == "notify" && version == 2:
+			urls, err := p.urls(v, "project "+strconv.Quote(name.Value)+": notify")
+			if err != nil {
+				return nil, err
+			}
+			proj.Notify = urls
+		case k.Value == "copy-to" && version == 2:
+			targets, err := p.copyTo(v, name.Value)
+			if err != nil {
+				return nil, err
+			}
+			proj.CopyTo = targets
+		case version == 1 && slices.Contains([]string{"keep", "cron", "hooks", "commands", "notify", "copy-to"}, k.Value):
+			return nil, p.errf(k, "the key %q in project %q is not supported in version '1'; use version: '2'", k.Value, name.Value)
 		default:
 			return nil, p.errf(k, "unknown key %q in project %q (allowed here: %s)", k.Value, name.Value, strings.Join(allowed, ", "))
 		}
 	}
-	if len(proj.Include) == 0 {
+	if proj.Hooks.Timeout == 0 {
+		proj.Hooks.Timeout = DefaultHookTimeout
+	}
+	if len(proj.Include) == 0 && len(proj.Commands) == 0 {
 		return nil, p.errf(name, "project %q needs a non-empty \"include\" list", name.Value)
 	}
+	for _, c := range proj.Commands {
+		for _, inc := range proj.Include {
+			if within(c.Name, inc) {
+				return nil, &Error{File: p.file, Line: c.Line, Msg: fmt.Sprintf("project %q: command output %q would lie inside the include %q: name it outside the includes", name.Value, c.Name, inc)}
+			}
+		}
+	}
 	return proj, nil
+}
+
+// within reports whether the slash path name (relative to the context)
+// lies at or below the include inc, as far as the names alone tell.
+func within(name, inc string) bool {
+	if filepath.IsAbs(inc) {
+		return false // the job's root is the context; an absolute include is elsewhere
+	}
+	i := path.Clean(filepath.ToSlash(inc))
+	return i == "." || name == i || strings.HasPrefix(name, i+"/") || strings.HasPrefix(i, name+"/")
 }
 
 func (p *parser) stringList(v *yaml.Node, project, key string) ([]string, error) {
@@ -368,4 +483,239 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("duration %q lacks a unit (y, m, w, d, h)", s)
 	}
 	return total, nil
+}
+
+func (p *parser) schedule(v *yaml.Node, what string) (scheduler.Schedule, error) {
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+		return scheduler.Schedule{}, p.errf(v, "%s must be a schedule in quotes, like '0 3 * * *' or '@daily'", what)
+	}
+	s, err := scheduler.Parse(v.Value)
+	if err != nil {
+		return scheduler.Schedule{}, p.errf(v, "%s: %v", what, err)
+	}
+	return s, nil
+}
+
+func (p *parser) commandList(v *yaml.Node, what string) ([]string, error) {
+	if v.Kind == yaml.ScalarNode && v.Tag != "!!null" && v.Value != "" {
+		return []string{v.Value}, nil
+	}
+	if v.Kind != yaml.SequenceNode {
+		return nil, p.errf(v, "%s must be a list of shell commands", what)
+	}
+	var out []string
+	for _, item := range v.Content {
+		if item.Kind != yaml.ScalarNode || item.Tag == "!!null" || strings.TrimSpace(item.Value) == "" {
+			return nil, p.errf(item, "%s: every entry must be a non-empty shell command", what)
+		}
+		out = append(out, item.Value)
+	}
+	return out, nil
+}
+
+func (p *parser) hooks(v *yaml.Node, project string, h *Hooks) error {
+	if v.Kind != yaml.MappingNode {
+		return p.errf(v, "project %q: \"hooks\" must be a mapping with before, after, failure (lists of shell commands) and timeout", project)
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		key, val := v.Content[i], v.Content[i+1]
+		if seen[key.Value] {
+			return p.errf(key, "key %q is given twice in hooks of project %q", key.Value, project)
+		}
+		seen[key.Value] = true
+		what := fmt.Sprintf("project %q: hooks.%s", project, key.Value)
+		var err error
+		switch key.Value {
+		case "before":
+			h.Before, err = p.commandList(val, what)
+		case "after":
+			h.After, err = p.commandList(val, what)
+		case "failure":
+			h.Failure, err = p.commandList(val, what)
+		case "timeout":
+			d, perr := time.ParseDuration(val.Value)
+			if perr != nil || val.Kind != yaml.ScalarNode || d <= 0 {
+				return p.errf(val, "%s %q: want a duration like 30s, 10m or 2h", what, val.Value)
+			}
+			h.Timeout = d
+		default:
+			return p.errf(key, "unknown key %q in hooks of project %q (allowed: before, after, failure, timeout)", key.Value, project)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *parser) commands(v *yaml.Node, project string) ([]Command, error) {
+	if v.Kind != yaml.SequenceNode {
+		return nil, p.errf(v, "project %q: \"commands\" must be a list of {name: FILE, run: COMMAND}", project)
+	}
+	var out []Command
+	names := map[string]bool{}
+	for _, item := range v.Content {
+		if item.Kind != yaml.MappingNode {
+			return nil, p.errf(item, "project %q: every command is a mapping {name: FILE, run: COMMAND}", project)
+		}
+		c := Command{Line: item.Line}
+		for i := 0; i+1 < len(item.Content); i += 2 {
+			key, val := item.Content[i], item.Content[i+1]
+			if val.Kind != yaml.ScalarNode || val.Tag == "!!null" || strings.TrimSpace(val.Value) == "" {
+				return nil, p.errf(val, "project %q: commands: %q must be a non-empty string", project, key.Value)
+			}
+			switch key.Value {
+			case "name":
+				c.Name = val.Value
+			case "run":
+				c.Run = val.Value
+			default:
+				return nil, p.errf(key, "unknown key %q in a command of project %q (allowed: name, run)", key.Value, project)
+			}
+		}
+		if c.Name == "" || c.Run == "" {
+			return nil, p.errf(item, "project %q: a command needs both name (the file it becomes) and run (the shell command)", project)
+		}
+		if err := CheckStreamName(c.Name); err != nil {
+			return nil, p.errf(item, "project %q: command name %v", project, err)
+		}
+		if names[c.Name] {
+			return nil, p.errf(item, "project %q: two commands are named %q", project, c.Name)
+		}
+		names[c.Name] = true
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// CheckStreamName checks the name a command's output is stored under: a
+// relative slash path without "." or ".." elements.
+func CheckStreamName(name string) error {
+	if name == "" || strings.HasPrefix(name, "/") || strings.ContainsRune(name, 0) || strings.Contains(name, "\\") {
+		return fmt.Errorf("%q: want a relative path like db/site.sql", name)
+	}
+	for _, el := range strings.Split(name, "/") {
+		if el == "" || el == "." || el == ".." {
+			return fmt.Errorf("%q: want a relative path like db/site.sql, without empty, '.' or '..' parts", name)
+		}
+	}
+	return nil
+}
+
+func (p *parser) urls(v *yaml.Node, what string) ([]string, error) {
+	list := v.Content
+	if v.Kind == yaml.ScalarNode {
+		list = []*yaml.Node{v}
+	} else if v.Kind != yaml.SequenceNode {
+		return nil, p.errf(v, "%s must be a list of URLs", what)
+	}
+	var out []string
+	for _, item := range list {
+		u, err := url.Parse(item.Value)
+		if item.Kind != yaml.ScalarNode || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, p.errf(item, "%s: %q is not an http:// or https:// URL", what, item.Value)
+		}
+		out = append(out, item.Value)
+	}
+	return out, nil
+}
+
+func (p *parser) copyTo(v *yaml.Node, project string) ([]CopyTarget, error) {
+	list := v.Content
+	if v.Kind == yaml.ScalarNode {
+		list = []*yaml.Node{v}
+	} else if v.Kind != yaml.SequenceNode {
+		return nil, p.errf(v, "project %q: \"copy-to\" must be a list of repositories", project)
+	}
+	var out []CopyTarget
+	for _, item := range list {
+		var t CopyTarget
+		switch item.Kind {
+		case yaml.ScalarNode:
+			t.Repository = item.Value
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(item.Content); i += 2 {
+				key, val := item.Content[i], item.Content[i+1]
+				if val.Kind != yaml.ScalarNode || val.Value == "" {
+					return nil, p.errf(val, "project %q: copy-to: %q must be a non-empty string", project, key.Value)
+				}
+				switch key.Value {
+				case "repository":
+					t.Repository = val.Value
+				case "password":
+					if err := checkPasswordSpec(val.Value); err != nil {
+						return nil, p.errf(val, "project %q: copy-to password: %v", project, err)
+					}
+					t.Password = val.Value
+				default:
+					return nil, p.errf(key, "unknown key %q in copy-to of project %q (allowed: repository, password)", key.Value, project)
+				}
+			}
+		}
+		if strings.TrimSpace(t.Repository) == "" {
+			return nil, p.errf(item, "project %q: copy-to needs a repository (a path, sftp://… or s3://…)", project)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func (p *parser) maintenance(v *yaml.Node, m *Maintenance) error {
+	if v.Kind != yaml.MappingNode {
+		return p.errf(v, "\"maintenance\" must be a mapping (forget, check, notify)")
+	}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		key, val := v.Content[i], v.Content[i+1]
+		var err error
+		switch key.Value {
+		case "forget":
+			m.Forget, err = p.schedule(val, "maintenance.forget")
+		case "check":
+			if val.Kind != yaml.MappingNode {
+				m.Check, err = p.schedule(val, "maintenance.check")
+				break
+			}
+			for j := 0; j+1 < len(val.Content); j += 2 {
+				ck, cv := val.Content[j], val.Content[j+1]
+				switch ck.Value {
+				case "cron":
+					m.Check, err = p.schedule(cv, "maintenance.check.cron")
+				case "read-data-subset":
+					if cv.Kind != yaml.ScalarNode || !validSubset(cv.Value) {
+						return p.errf(cv, "maintenance.check.read-data-subset %q: want a percentage like 5%% or a part like 1/10", cv.Value)
+					}
+					m.ReadDataSubset = cv.Value
+				default:
+					return p.errf(ck, "unknown key %q in maintenance.check (allowed: cron, read-data-subset)", ck.Value)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if m.Check.IsZero() {
+				return p.errf(val, "maintenance.check needs a cron schedule")
+			}
+		case "notify":
+			m.Notify, err = p.urls(val, "maintenance.notify")
+		default:
+			return p.errf(key, "unknown key %q in maintenance (allowed: forget, check, notify)", key.Value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validSubset accepts "5%" or "n/t" with 1 ≤ n ≤ t.
+func validSubset(s string) bool {
+	if pct, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(pct, 64)
+		return err == nil && f > 0 && f <= 100
+	}
+	a, b, ok := strings.Cut(s, "/")
+	n, err1 := strconv.Atoi(a)
+	t, err2 := strconv.Atoi(b)
+	return ok && err1 == nil && err2 == nil && n >= 1 && n <= t
 }

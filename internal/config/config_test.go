@@ -58,6 +58,67 @@ project:
 	}
 }
 
+// The example of the README's "Set and forget" section.
+const setAndForget = `version: '2'
+repository: /srv/backups/site
+password: file:/etc/runup/password
+project:
+  site:
+    include: ['./www', './etc']
+    cron: '0 3 * * *'
+    keep: {daily: 7, weekly: 4, monthly: 12}
+    hooks:
+      before: ['systemctl stop app']
+      after: ['systemctl start app']
+      failure: ['logger -t runup "site backup failed"']
+      timeout: 10m
+    commands:
+      - {name: 'db/site.sql', run: 'pg_dump site'}
+    notify: ['https://hc-ping.com/5e1f']
+    copy-to:
+      - s3://backup.example.com/site
+      - {repository: 'sftp://u@h/site', password: 'file:/etc/runup/offsite'}
+  dumps:
+    commands:
+      - {name: all.sql, run: pg_dumpall}
+    cron: '@every 15m'
+maintenance:
+  forget: '@daily'
+  check: {cron: '@weekly', read-data-subset: '5%'}
+  notify: https://hc-ping.com/maint
+`
+
+func TestSetAndForget(t *testing.T) {
+	c, err := Parse("/x/runup.yaml", []byte(setAndForget))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Projects["site"]
+	if p.Cron.String() != "0 3 * * *" || p.Keep.Daily != 7 {
+		t.Errorf("cron/keep: %+v", p)
+	}
+	h := p.Hooks
+	if len(h.Before) != 1 || h.Before[0] != "systemctl stop app" || h.After[0] != "systemctl start app" ||
+		!strings.Contains(h.Failure[0], "logger") || h.Timeout != 10*time.Minute {
+		t.Errorf("hooks: %+v", h)
+	}
+	if len(p.Commands) != 1 || p.Commands[0].Name != "db/site.sql" || p.Commands[0].Run != "pg_dump site" {
+		t.Errorf("commands: %+v", p.Commands)
+	}
+	if len(p.Notify) != 1 || len(p.CopyTo) != 2 || p.CopyTo[0].Repository != "s3://backup.example.com/site" ||
+		p.CopyTo[1].Password != "file:/etc/runup/offsite" {
+		t.Errorf("notify/copy-to: %+v %+v", p.Notify, p.CopyTo)
+	}
+	d := c.Projects["dumps"]
+	if len(d.Include) != 0 || d.Commands[0].Run != "pg_dumpall" || d.Cron.String() != "@every 15m" || d.Hooks.Timeout != DefaultHookTimeout {
+		t.Errorf("dumps: %+v", d)
+	}
+	m := c.Maintenance
+	if m.Forget.String() != "@daily" || m.Check.String() != "@weekly" || m.ReadDataSubset != "5%" || m.Notify[0] != "https://hc-ping.com/maint" {
+		t.Errorf("maintenance: %+v", m)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"", "The YAML file is empty."},
@@ -75,7 +136,7 @@ func TestErrors(t *testing.T) {
 		{"version: '1'\nfoo: 1\nproject: {a: {include: [x]}}", ":2: unknown key \"foo\""},
 		{"version: '1'\nproject:\n  a:\n    include: [x]\n    bogus: 1\n", ":5: unknown key \"bogus\" in project \"a\""},
 		{"version: '1'\ncron: '* * * * *'\nproject: {a: {include: [x]}}", "not supported in version '1'"},
-		{"version: '1'\nproject:\n  a:\n    include: [x]\n    keep: {last: 1}\n", "unknown key \"keep\""},
+		{"version: '1'\nproject:\n  a:\n    include: [x]\n    keep: {last: 1}\n", ":5: the key \"keep\" in project \"a\" is not supported in version '1'"},
 		{"version: '2'\npassword: hunter2\nproject: {a: {include: [x]}}", "never the password itself"},
 		{"version: '2'\ncompression: lots\nproject: {a: {include: [x]}}", "compression \"lots\""},
 		{"version: '2'\nproject:\n  a:\n    include: [x]\n    keep: {daily: -1}\n", "keep.daily"},
@@ -84,6 +145,26 @@ func TestErrors(t *testing.T) {
 		{"version: '1'\nproject:\n  'a b':\n    include: [x]\n", "project name"},
 		{"version: '1'\nproject: [a]\n", "must not be empty"},
 		{"version: '1'\n  bad: indent\n", "invalid YAML"},
+		{"version: '1'\nproject:\n  a:\n    include: [x]\n    cron: '@daily'\n", ":5: the key \"cron\" in project \"a\" is not supported in version '1'"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    cron: '0 3 * *'\n", ":5: project \"a\": cron: schedule \"0 3 * *\""},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    cron: 3\n", ":5: project \"a\": cron: schedule \"3\""},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    hooks: {before: [''], after: [x]}\n", ":5: project \"a\": hooks.before: every entry"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    hooks: {beforehand: [x]}\n", ":5: unknown key \"beforehand\" in hooks"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    hooks: {timeout: soon}\n", "hooks.timeout \"soon\""},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    commands:\n      - {name: db.sql}\n", ":6: project \"a\": a command needs both"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    commands:\n      - {name: ../db.sql, run: pg_dump}\n", ":6: project \"a\": command name \"../db.sql\""},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    commands:\n      - {name: /db.sql, run: pg_dump}\n", "want a relative path"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    commands:\n      - {name: d.sql, run: a}\n      - {name: d.sql, run: b}\n", ":7: project \"a\": two commands are named \"d.sql\""},
+		{"version: '2'\nproject:\n  a:\n    include: [./db]\n    commands:\n      - {name: db/d.sql, run: a}\n", ":6: project \"a\": command output \"db/d.sql\" would lie inside the include \"./db\""},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    commands:\n      - {name: d.sql, run: a, shell: bash}\n", "unknown key \"shell\" in a command"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    notify: ['ftp://x']\n", ":5: project \"a\": notify: \"ftp://x\" is not an http"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    copy-to: [{repository: /b, password: hunter2}]\n", "copy-to password: say where"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    copy-to: [{password: env:X}]\n", "copy-to needs a repository"},
+		{"version: '2'\nmaintenance: {forget: sometimes}\nproject: {a: {include: [x]}}", ":2: maintenance.forget: schedule \"sometimes\""},
+		{"version: '2'\nmaintenance: {check: {read-data-subset: 5%}}\nproject: {a: {include: [x]}}", "maintenance.check needs a cron"},
+		{"version: '2'\nmaintenance: {check: {cron: '@weekly', read-data-subset: 500%}}\nproject: {a: {include: [x]}}", "read-data-subset \"500%\""},
+		{"version: '2'\nmaintenance: {prune: '@daily'}\nproject: {a: {include: [x]}}", ":2: unknown key \"prune\" in maintenance"},
+		{"version: '1'\nmaintenance: {forget: '@daily'}\nproject: {a: {include: [x]}}", "unknown key \"maintenance\""},
 	} {
 		_, err := Parse("/x/runup.yaml", []byte(tc.yaml))
 		var ce *Error

@@ -45,7 +45,7 @@ func ReadPassword(spec, cfgFile string) ([]byte, error) {
 		}
 		out = b
 	case "command":
-		if err := safeToRun(cfgFile); err != nil {
+		if err := SafeToRun(cfgFile, "password command"); err != nil {
 			return nil, err
 		}
 		cmd := exec.Command("sh", "-c", arg)
@@ -64,20 +64,20 @@ func ReadPassword(spec, cfgFile string) ([]byte, error) {
 	return out, nil
 }
 
-// safeToRun refuses a config file that someone other than its owner could
+// SafeToRun refuses a config file that someone other than its owner could
 // have written, or that belongs to another user than the one running (or
-// root): its password command would run whatever they put there. ssh
-// refuses a loose config the same way.
-func safeToRun(cfgFile string) error {
+// root): its commands (what names them: a password command, hooks) would
+// run whatever they put there. ssh refuses a loose config the same way.
+func SafeToRun(cfgFile, what string) error {
 	fi, err := os.Stat(cfgFile)
 	if err != nil {
-		return fmt.Errorf("password command: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("password command refused: %s is writable by others than its owner (mode %v), so anyone could choose the command; run 'chmod go-w %s'", cfgFile, fi.Mode().Perm(), cfgFile)
+		return fmt.Errorf("%s refused: %s is writable by others than its owner (mode %v), so anyone could choose the command; run 'chmod go-w %s'", what, cfgFile, fi.Mode().Perm(), cfgFile)
 	}
 	if owner, ok := fileOwner(fi); ok && owner != 0 && owner != os.Geteuid() {
-		return fmt.Errorf("password command refused: %s belongs to user %d, not to you or root", cfgFile, owner)
+		return fmt.Errorf("%s refused: %s belongs to user %d, not to you or root", what, cfgFile, owner)
 	}
 	return nil
 }
