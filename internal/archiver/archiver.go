@@ -70,6 +70,19 @@ type Options struct {
 	Workers  int
 	Reporter Reporter
 	Stats    *Stats
+	// Streams are files read from a stream (a command's output) instead
+	// of from disk. A stream that fails fails the backup: no job is saved.
+	Streams []Stream
+}
+
+// Stream is a file of the job whose content comes from a reader.
+type Stream struct {
+	// Name is the file's slash-separated path below Base; directories
+	// leading to it that are not included are made up (mode 0700).
+	Name string
+	// Open starts the stream; Close reports whether all of it was good
+	// (a command's exit status).
+	Open func(ctx context.Context) (io.ReadCloser, error)
 }
 
 type archiver struct {
@@ -87,6 +100,8 @@ type archiver struct {
 
 	filesNew, filesChanged, filesUnchanged, dirCount, others, errCount atomic.Int64
 	blobsAdded                                                         atomic.Int64
+
+	streamChunker lazyChunker // the walker's, for streams
 }
 
 type fileTask struct {
@@ -137,10 +152,11 @@ func Backup(ctx context.Context, r *repo.Repository, o Options) (*repo.Job, erro
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	a := &archiver{r: r, o: o, ctx: ctx, cancel: cancel,
-		files:     make(chan *fileTask, 256),
-		blobs:     make(chan blobTask, 2*runtime.GOMAXPROCS(0)),
-		dirs:      make(chan *dirTask, 1024),
-		blobSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0)+1),
+		files:         make(chan *fileTask, 256),
+		blobs:         make(chan blobTask, 2*runtime.GOMAXPROCS(0)),
+		dirs:          make(chan *dirTask, 1024),
+		blobSlots:     make(chan struct{}, 2*runtime.GOMAXPROCS(0)+1),
+		streamChunker: lazyChunker{key: r.Key().Chunker[:]},
 	}
 
 	var rootID crypto.ID
@@ -234,10 +250,13 @@ func (a *archiver) warn(path, msg string) {
 }
 
 // vnode is the part of the tree above the includes: directories that lead
-// to an included path but are not included whole.
+// to an included path but are not included whole, and streams.
 type vnode struct {
 	children map[string]*vnode
 	include  bool
+	stream   *Stream
+	// madeUp: only streams lie below, so the directory need not exist.
+	madeUp bool
 }
 
 func (a *archiver) walkRoot(rootID *crypto.ID) {
@@ -261,6 +280,45 @@ func (a *archiver) walkRoot(rootID *crypto.ID) {
 		}
 		v.include = true
 	}
+	for i := range a.o.Streams {
+		st := &a.o.Streams[i]
+		v := root
+		parts := strings.Split(st.Name, "/")
+		for j, c := range parts {
+			if v.include {
+				a.fail(fmt.Errorf("stream %s lies inside an include: name it outside the includes", st.Name))
+				return
+			}
+			if v.children[c] == nil {
+				v.children[c] = &vnode{children: map[string]*vnode{}, madeUp: true}
+			}
+			v = v.children[c]
+			if j < len(parts)-1 && v.stream != nil {
+				a.fail(fmt.Errorf("stream %s lies below stream %s", st.Name, strings.Join(parts[:j+1], "/")))
+				return
+			}
+		}
+		if v.include || v.stream != nil || len(v.children) > 0 {
+			a.fail(fmt.Errorf("stream %s is named twice, or is an include", st.Name))
+			return
+		}
+		v.stream = st
+	}
+	// A made-up directory with an include below it is a real one.
+	var mark func(v *vnode) bool
+	mark = func(v *vnode) bool {
+		real := v.include
+		for _, c := range v.children {
+			if mark(c) {
+				real = true
+			}
+		}
+		if real {
+			v.madeUp = false
+		}
+		return real
+	}
+	mark(root)
 	var oldRoot *tree.Tree
 	if a.o.Parent != nil && !a.o.Force {
 		oldRoot = a.loadOld(a.o.Base, a.o.Parent.Tree)
@@ -272,6 +330,46 @@ func (a *archiver) walkRoot(rootID *crypto.ID) {
 		a.listVirtual(dt, root, oldRoot)
 	}
 	a.dirs <- dt
+}
+
+// madeUpNode is the metadata of an entry that exists only in the job: the
+// user's, timed now.
+func (a *archiver) madeUpNode(name string, t tree.Type, mode uint32) tree.Node {
+	now := tree.TimeOf(time.Now())
+	return tree.Node{Name: name, Type: t, Mode: mode, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), MTime: now, CTime: now, Links: 1}
+}
+
+// addStream stores a stream as a file of the job. It runs in the walker:
+// streams are few, and their chunks go to the blob workers like a file's.
+func (a *archiver) addStream(dt *dirTask, abs string, st *Stream, old *tree.Node) {
+	if a.ctx.Err() != nil {
+		return
+	}
+	n := a.madeUpNode(filepath.Base(abs), tree.File, 0o600)
+	a.o.Stats.Files.Add(1)
+	rc, err := st.Open(a.ctx)
+	if err != nil {
+		a.fail(fmt.Errorf("%s: %w", st.Name, err))
+		return
+	}
+	content, read, err := a.chunkStream(&a.streamChunker, rc)
+	cerr := rc.Close()
+	a.o.Stats.BytesRead.Add(read)
+	a.o.Stats.BytesTotal.Add(read)
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		a.fail(fmt.Errorf("%s: %w", st.Name, err))
+		return
+	}
+	n.Size, n.Content = uint64(read), content
+	dt.nodes = append(dt.nodes, n)
+	if old == nil {
+		a.filesNew.Add(1)
+	} else {
+		a.filesChanged.Add(1)
+	}
 }
 
 func (a *archiver) loadOld(abs string, id crypto.ID) *tree.Tree {
@@ -306,8 +404,15 @@ func (a *archiver) listVirtual(dt *dirTask, v *vnode, old *tree.Tree) {
 	for _, name := range names {
 		child := v.children[name]
 		abs := filepath.Join(dt.abs, name)
-		fi, err := os.Lstat(abs)
-		if err != nil {
+		if child.stream != nil {
+			a.addStream(dt, abs, child.stream, oldChild(old, name))
+			continue
+		}
+		var fi fs.FileInfo
+		var err error
+		if child.madeUp {
+			dt.nodes = append(dt.nodes, a.madeUpNode(name, tree.Dir, 0o700))
+		} else if fi, err = os.Lstat(abs); err != nil {
 			a.report(abs, fmt.Errorf("include not found: %w", unwrapPath(err)))
 			continue
 		}
@@ -315,11 +420,13 @@ func (a *archiver) listVirtual(dt *dirTask, v *vnode, old *tree.Tree) {
 			a.addEntry(dt, abs, fi, oldChild(old, name), a.o.Filter.enter(nil, abs))
 			continue
 		}
-		if !fi.IsDir() {
-			a.report(abs, errors.New("not a directory, but an include lies below it"))
-			continue
+		if !child.madeUp {
+			if !fi.IsDir() {
+				a.report(abs, errors.New("not a directory, but an include lies below it"))
+				continue
+			}
+			dt.nodes = append(dt.nodes, nodeFromInfo(name, fi))
 		}
-		dt.nodes = append(dt.nodes, nodeFromInfo(name, fi))
 		n := &dt.nodes[len(dt.nodes)-1]
 		a.dirCount.Add(1)
 		sub := &dirTask{abs: abs, node: n}
