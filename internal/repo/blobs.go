@@ -554,6 +554,7 @@ func (r *Repository) open(loc index.Location, sealed, dst []byte, rawLen int, sc
 type Decoder struct {
 	r      *Repository
 	single []byte // the last ungrouped blob
+	sealed []byte // read by Load
 	body   []byte // compressed bytes, between opening and decompressing
 	group  []byte // the last group's plaintext
 	pack   crypto.ID
@@ -573,6 +574,34 @@ func reserve(b []byte, n int) []byte {
 
 // NewDecoder returns a Decoder for the repository's blobs.
 func (r *Repository) NewDecoder() *Decoder { return &Decoder{r: r} }
+
+// Load reads and returns one blob's verified plaintext, reading nothing
+// when it is a member of the group decoded last: callers that load blobs
+// in pack order read each group once. The result is valid until the next
+// call.
+func (d *Decoder) Load(ctx context.Context, t pack.BlobType, id crypto.ID) ([]byte, error) {
+	loc, ok := d.r.Lookup(t, id)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s blob %v is not in the index", ErrDamaged, t, id.Short())
+	}
+	if loc.Grouped() && d.valid && d.pack == loc.PackID && d.offset == loc.Offset {
+		return d.Decode(loc, nil)
+	}
+	h := backend.Handle{Type: backend.Data, Name: loc.PackID.String()}
+	var sealed []byte
+	var err error
+	d.sealed = reserve(d.sealed, int(loc.Length))
+	if li, ok := backend.As[backend.LoaderInto](d.r.be); ok && cap(d.sealed) >= int(loc.Length) {
+		sealed = d.sealed[:loc.Length]
+		err = li.LoadInto(ctx, h, int64(loc.Offset), sealed)
+	} else {
+		sealed, err = d.r.be.Load(ctx, h, int64(loc.Offset), int64(loc.Length))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob %v: %w", id.Short(), err)
+	}
+	return d.Decode(loc, sealed)
+}
 
 // Decode returns the verified plaintext of the blob at loc, read as sealed
 // (for a group member, the group's sealed bytes). The result is valid until

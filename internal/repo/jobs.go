@@ -37,6 +37,25 @@ type Job struct {
 	Revision int     `json:"revision,omitempty"`
 	Program  string  `json:"program,omitempty"`
 	Summary  Summary `json:"summary"`
+	// Origin is set on a job copied from another repository.
+	Origin *Origin `json:"origin,omitempty"`
+}
+
+// Origin names where a copied job was first made: that repository's ID and
+// the job's number there. A copy of a copy keeps the first origin, so that
+// a job reaches a target once, whatever way it took.
+type Origin struct {
+	Repository string `json:"repository"`
+	Job        int    `json:"job"`
+}
+
+// OriginIn is the job's identity across repositories: its Origin, or, for a
+// job made in the repository with ID repoID, that ID and its number.
+func (j *Job) OriginIn(repoID string) Origin {
+	if j.Origin != nil {
+		return *j.Origin
+	}
+	return Origin{Repository: repoID, Job: j.Number}
 }
 
 // Summary holds a backup's figures.
