@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runup/runup/internal/archiver"
+	"github.com/runup/runup/internal/config"
+	"github.com/runup/runup/internal/hooks"
+	"github.com/runup/runup/internal/notify"
 	"github.com/runup/runup/internal/progress"
 	"github.com/runup/runup/internal/repo"
 )
@@ -23,6 +28,12 @@ type backupOptions struct {
 	project     string
 	compression string
 	when        string
+	// Backing up a stream without a config, restic's way.
+	stdin            bool
+	stdinFromCommand bool
+	stdinFilename    string
+	// noHooks skips hooks, notifications and copy-to (for a quick test).
+	noHooks bool
 }
 
 func newBackup(g *globals) *cobra.Command {
@@ -34,8 +45,20 @@ func newBackup(g *globals) *cobra.Command {
 times, inode and mode are unchanged since the project's last job are not
 read again (--force reads everything).
 
+A project's hooks, commands, notifications and copy-to (runup.yaml version
+2) run here as they do under 'runup daemon': notify start, before hooks
+(a failure skips the backup), the backup with each command's output stored
+as a file, after hooks (always, once the before hooks ran), copies of the
+new job to each copy-to repository, failure hooks if anything failed, and
+notify success or failure. A notification that cannot be sent is a
+warning, never a failure.
+
 Without a runup.yaml, 'runup --repo DIR backup PATH...' backs up the
-given paths as project "default" (or --project NAME).`,
+given paths as project "default" (or --project NAME).
+
+'runup backup --stdin-from-command --stdin-filename site.sql -- pg_dump site'
+stores a command's output as the file site.sql; if the command fails, no
+job is saved. --stdin stores standard input the same way.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBackup(cmd, g, o, args)
 		},
@@ -44,20 +67,35 @@ given paths as project "default" (or --project NAME).`,
 	f.BoolVarP(&o.force, "force", "f", false, "read every file, even unchanged ones")
 	f.StringSliceVar(&o.tags, "tag", nil, "label the job (repeatable)")
 	f.StringVar(&o.host, "host", "", "host name recorded in the job (default: this machine's)")
-	f.StringVar(&o.project, "project", "default", "project name for paths given without a runup.yaml")
+	f.StringVar(&o.project, "project", "default", "project name for paths or a stream given without a runup.yaml")
 	f.StringVar(&o.compression, "compression", "", "off, auto (= fastest), better or max (overrides runup.yaml)")
 	f.StringVar(&o.when, "time", "", "record this time for the job instead of now (RFC 3339; for imports and tests)")
+	f.BoolVar(&o.stdin, "stdin", false, "back up standard input as one file (see --stdin-filename)")
+	f.BoolVar(&o.stdinFromCommand, "stdin-from-command", false, "back up the standard output of the command given after -- as one file")
+	f.StringVar(&o.stdinFilename, "stdin-filename", "stdin", "the file name for --stdin or --stdin-from-command")
+	f.BoolVar(&o.noHooks, "no-hooks", false, "skip the projects' hooks, notifications and copy-to")
 	return c
 }
 
 // plan is one project's backup, resolved against the context.
 type plan struct {
 	project string
+	proj    *config.Project // nil without a runup.yaml
 	written []string
 	paths   []string
 	base    string
 	inCtx   bool
 	filter  *archiver.Filter
+	streams []archiver.Stream
+}
+
+// commandStream is a command of runup.yaml whose output is stored as a file.
+func (e *env) commandStream(proj *config.Project, c config.Command) archiver.Stream {
+	return archiver.Stream{Name: c.Name, Open: func(ctx context.Context) (io.ReadCloser, error) {
+		sh := hooks.Shell{Dir: e.dir, Timeout: proj.Hooks.Timeout, Output: e.g.stderr,
+			Env: hooks.Env("RUNUP_PROJECT", proj.Name, "RUNUP_REPOSITORY", e.repoLoc, "RUNUP_CONTEXT", e.dir)}
+		return sh.Start(ctx, c.Run)
+	}}
 }
 
 func (e *env) plans(args []string, adhocProject string) ([]plan, error) {
@@ -86,7 +124,7 @@ func (e *env) plans(args []string, adhocProject string) ([]plan, error) {
 			if !ok {
 				return nil, usageErr(fmt.Errorf("unknown project %q: %s names %s", name, e.cfg.File, strings.Join(e.cfg.Order, ", ")))
 			}
-			p := plan{project: name, written: proj.Include}
+			p := plan{project: name, proj: proj, written: proj.Include}
 			for _, inc := range proj.Include {
 				abs := inc
 				if !filepath.IsAbs(abs) {
@@ -97,6 +135,9 @@ func (e *env) plans(args []string, adhocProject string) ([]plan, error) {
 			p.filter = archiver.NewFilter(e.dir, proj.Exclude, e.cfg.Version >= 2)
 			p.filter.IgnoreFiles = e.cfg.Version >= 2
 			p.filter.Never(e.cfg.File)
+			for _, c := range proj.Commands {
+				p.streams = append(p.streams, e.commandStream(proj, c))
+			}
 			plans = append(plans, p)
 		}
 	}
@@ -133,8 +174,14 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 	if err != nil {
 		return err
 	}
-	plans, err := e.plans(args, o.project)
-	if err != nil {
+	var plans []plan
+	if o.stdin || o.stdinFromCommand {
+		p, err := e.streamPlan(cmd, o, args)
+		if err != nil {
+			return err
+		}
+		plans = []plan{p}
+	} else if plans, err = e.plans(args, o.project); err != nil {
 		return err
 	}
 	compSetting := o.compression
@@ -144,6 +191,15 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 	comp, err := repo.ParseCompression(compSetting)
 	if err != nil {
 		return usageErr(err)
+	}
+	for _, p := range plans {
+		if p.proj != nil && !o.noHooks && (!p.proj.Hooks.Empty() || len(p.proj.Commands) > 0) {
+			if err := config.SafeToRun(e.cfg.File, "hooks and commands"); err != nil {
+				return withCode(ExitUsage, err)
+			}
+			// After hooks run even when interrupted: give them time.
+			g.setGrace(hooks.AfterGrace + interruptGrace)
+		}
 	}
 	r, err := e.open(ctx, repo.Options{Compression: comp, Uploads: e.uploads()}, sharedLock, "backup")
 	if err != nil {
@@ -169,40 +225,21 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 		return err
 	}
 	var results []*repo.Job
-	incomplete := false
+	var failed []error
 	for _, p := range plans {
-		parent := latestJob(jobs, p.project, host)
-		if parent != nil {
-			g.verbosef("project %s: comparing with job %d\n", p.project, parent.Number)
+		if ctx.Err() != nil {
+			break
 		}
-		stats := &archiver.Stats{}
-		rep := &reporter{g: g}
-		start := time.Now()
-		line := progress.Start(g.stderr, !g.quiet && !g.json, func() string {
-			return fmt.Sprintf("%s: %d files, %d dirs, %s read (%s), %s added", p.project, stats.Files.Load(), stats.Dirs.Load(),
-				progress.Bytes(stats.BytesRead.Load()), progress.Rate(stats.BytesRead.Load(), time.Since(start)),
-				progress.Bytes(stats.BytesAdded.Load()))
-		})
-		j, err := archiver.Backup(ctx, r.Repository, archiver.Options{
-			Project: p.project, Base: p.base, Paths: p.paths, Written: p.written, Filter: p.filter,
-			Parent: parent, Force: o.force, Tags: o.tags, Host: host, Program: "runup " + Version,
-			Reporter: rep, Stats: stats, InContext: p.inCtx, Time: when,
-		})
-		line.Stop()
+		j, err := e.backupProject(ctx, r, p, o, host, when, &jobs)
+		if j != nil {
+			results = append(results, j)
+		}
 		if err != nil {
-			return fmt.Errorf("backup of project %s: %w", p.project, err)
+			if len(plans) > 1 {
+				fmt.Fprintf(g.stderr, "error: project %s: %v\n", p.project, err)
+			}
+			failed = append(failed, err)
 		}
-		results = append(results, j)
-		jobs = append(jobs, j)
-		s := j.Summary
-		if j.Incomplete {
-			incomplete = true
-			g.printf("New backup created, but incomplete: job %d of project %q is missing %d entries (see the errors above).\n", j.Number, j.Project, s.Errors)
-		} else {
-			g.printf("New backup created: job %d of project %q.\n", j.Number, j.Project)
-		}
-		g.printf("  %d new, %d changed, %d unchanged files, %d dirs; %s read, %s added to the repository in %.1fs\n",
-			s.FilesNew, s.FilesChanged, s.FilesUnchanged, s.Dirs, progress.Bytes(s.BytesRead), progress.Bytes(s.BytesAdded), s.Seconds)
 	}
 	// What this backup indexed goes into the local store now, so that the
 	// next command reads no index file.
@@ -212,14 +249,155 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 	if g.json {
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")
+		if results == nil {
+			results = []*repo.Job{}
+		}
 		if err := enc.Encode(results); err != nil {
 			return err
 		}
 	}
-	if incomplete {
-		return withCode(ExitIncomplete, errors.New("some files could not be backed up (the job is saved and marked incomplete)"))
+	switch {
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
+	case len(failed) == 1:
+		return failed[0]
+	case len(failed) > 1:
+		// The first failure's exit code; every failure was printed.
+		return withCode(exitCode(failed[0]), fmt.Errorf("%d of %d projects failed (see the errors above)", len(failed), len(plans)))
 	}
 	return nil
+}
+
+// backupProject backs up one project between its hooks and notifications,
+// then copies the new job to the project's copy-to repositories. The job
+// is returned when one was saved, even if something failed around it.
+func (e *env) backupProject(ctx context.Context, r *session, p plan, o backupOptions, host string, when time.Time, jobs *[]*repo.Job) (*repo.Job, error) {
+	g := e.g
+	var hp hooks.Plan
+	var targets []config.CopyTarget
+	if p.proj != nil && !o.noHooks {
+		hp = e.hookPlan(p.proj)
+		targets = p.proj.CopyTo
+	}
+	var job *repo.Job
+	err := hp.Around(ctx, func(ctx context.Context) (string, error) {
+		j, err := e.backupOne(ctx, r, p, o, host, when, *jobs)
+		if j == nil {
+			return "", err
+		}
+		job = j
+		*jobs = append(*jobs, j)
+		s := j.Summary
+		return fmt.Sprintf("job %d of project %s: %d new, %d changed, %d unchanged files; %s read, %s added in %.1fs",
+			j.Number, j.Project, s.FilesNew, s.FilesChanged, s.FilesUnchanged, progress.Bytes(s.BytesRead),
+			progress.Bytes(s.BytesAdded), s.Seconds), err
+	}, func(ctx context.Context, _ error) error {
+		if job == nil {
+			return nil
+		}
+		var errs []error
+		for _, t := range targets {
+			var pw func() ([]byte, error)
+			if t.Password != "" {
+				pw = toPassword(e, "", t.Password)
+			}
+			target := e.targetEnv(t.Repository, true, pw)
+			if _, err := copyJobs(ctx, g, r, target, []*repo.Job{job}); err != nil {
+				errs = append(errs, fmt.Errorf("copy to %s: %w", target.repoLoc, err))
+			}
+		}
+		return errors.Join(errs...)
+	})
+	return job, err
+}
+
+// hookPlan is what runs around a project's backup.
+func (e *env) hookPlan(proj *config.Project) hooks.Plan {
+	g := e.g
+	hp := hooks.Plan{
+		Shell: hooks.Shell{Dir: e.dir, Timeout: proj.Hooks.Timeout, Output: g.stderr,
+			Env: hooks.Env("RUNUP_PROJECT", proj.Name, "RUNUP_REPOSITORY", e.repoLoc, "RUNUP_CONTEXT", e.dir)},
+		Before: proj.Hooks.Before, After: proj.Hooks.After, Failure: proj.Hooks.Failure,
+		Log: func(format string, args ...any) {
+			if !g.quiet {
+				fmt.Fprintf(g.stderr, "project %s: %s\n", proj.Name, fmt.Sprintf(format, args...))
+			}
+		},
+	}
+	if len(proj.Notify) > 0 {
+		hp.Notify = &notify.Pinger{URLs: proj.Notify, UserAgent: "runup/" + Version}
+	}
+	return hp
+}
+
+// backupOne runs the backup of one plan and prints its result.
+func (e *env) backupOne(ctx context.Context, r *session, p plan, o backupOptions, host string, when time.Time, jobs []*repo.Job) (*repo.Job, error) {
+	g := e.g
+	parent := latestJob(jobs, p.project, host)
+	if parent != nil {
+		g.verbosef("project %s: comparing with job %d\n", p.project, parent.Number)
+	}
+	stats := &archiver.Stats{}
+	rep := &reporter{g: g}
+	start := time.Now()
+	line := progress.Start(g.stderr, !g.quiet && !g.json, func() string {
+		return fmt.Sprintf("%s: %d files, %d dirs, %s read (%s), %s added", p.project, stats.Files.Load(), stats.Dirs.Load(),
+			progress.Bytes(stats.BytesRead.Load()), progress.Rate(stats.BytesRead.Load(), time.Since(start)),
+			progress.Bytes(stats.BytesAdded.Load()))
+	})
+	j, err := archiver.Backup(ctx, r.Repository, archiver.Options{
+		Project: p.project, Base: p.base, Paths: p.paths, Written: p.written, Filter: p.filter,
+		Parent: parent, Force: o.force, Tags: o.tags, Host: host, Program: "runup " + Version,
+		Reporter: rep, Stats: stats, InContext: p.inCtx, Time: when, Streams: p.streams,
+	})
+	line.Stop()
+	if err != nil {
+		return nil, fmt.Errorf("backup of project %s: %w", p.project, err)
+	}
+	s := j.Summary
+	if j.Incomplete {
+		g.printf("New backup created, but incomplete: job %d of project %q is missing %d entries (see the errors above).\n", j.Number, j.Project, s.Errors)
+	} else {
+		g.printf("New backup created: job %d of project %q.\n", j.Number, j.Project)
+	}
+	g.printf("  %d new, %d changed, %d unchanged files, %d dirs; %s read, %s added to the repository in %.1fs\n",
+		s.FilesNew, s.FilesChanged, s.FilesUnchanged, s.Dirs, progress.Bytes(s.BytesRead), progress.Bytes(s.BytesAdded), s.Seconds)
+	if j.Incomplete {
+		return j, withCode(ExitIncomplete, fmt.Errorf("job %d of project %s is incomplete: %d entries could not be backed up (the job is saved)", j.Number, j.Project, s.Errors))
+	}
+	return j, nil
+}
+
+// streamPlan is the plan of 'backup --stdin' and '--stdin-from-command':
+// one file, read from standard input or a command's output, in a job whose
+// root is the working directory.
+func (e *env) streamPlan(cmd *cobra.Command, o backupOptions, args []string) (plan, error) {
+	if o.stdin && o.stdinFromCommand {
+		return plan{}, usageErr(errors.New("give --stdin or --stdin-from-command, not both"))
+	}
+	if err := config.CheckStreamName(o.stdinFilename); err != nil {
+		return plan{}, usageErr(fmt.Errorf("--stdin-filename %v", err))
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return plan{}, err
+	}
+	st := archiver.Stream{Name: o.stdinFilename}
+	if o.stdin {
+		if len(args) > 0 {
+			return plan{}, usageErr(errors.New("--stdin takes no paths or projects"))
+		}
+		st.Open = func(context.Context) (io.ReadCloser, error) { return io.NopCloser(e.g.stdin), nil }
+	} else {
+		if cmd.ArgsLenAtDash() != 0 || len(args) == 0 {
+			return plan{}, usageErr(errors.New("--stdin-from-command: give the command after --, as in 'runup backup --stdin-from-command --stdin-filename site.sql -- pg_dump site'"))
+		}
+		st.Open = func(ctx context.Context) (io.ReadCloser, error) {
+			return hooks.Shell{Dir: wd, Output: e.g.stderr}.StartArgs(ctx, args)
+		}
+	}
+	return plan{project: o.project, written: []string{o.stdinFilename}, base: wd, streams: []archiver.Stream{st},
+		filter: archiver.NewFilter(wd, nil, false)}, nil
 }
 
 // latestJob is the project's newest job, from this host if it has one.

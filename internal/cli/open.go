@@ -37,6 +37,25 @@ type env struct {
 	dir        string         // absolute context
 	cfg        *config.Config
 	repoLoc    string
+	// passwordFn, when set, replaces the usual password sources (a copy
+	// target with its own password).
+	passwordFn func() ([]byte, error)
+}
+
+// targetEnv is the environment of another repository (a copy's target):
+// the same context and flags, its own location and password. loc is
+// relative to the context when it comes from runup.yaml, else to the
+// working directory. password nil means the source's sources.
+func (e *env) targetEnv(loc string, fromConfig bool, password func() ([]byte, error)) *env {
+	t := &env{g: e.g, dir: e.dir, cfg: e.cfg, repoLoc: loc, passwordFn: password}
+	if !isURL(loc) && !filepath.IsAbs(loc) {
+		base := e.dir
+		if !fromConfig {
+			base, _ = os.Getwd()
+		}
+		t.repoLoc = filepath.Join(base, loc)
+	}
+	return t
 }
 
 // loadEnv finds the context, its runup.yaml (which may be missing only when
@@ -175,6 +194,9 @@ func scheme(loc string) string {
 // password finds the password without asking: RUNUP_PASSWORD, then
 // --password-file, then runup.yaml's password source. nil means none given.
 func (e *env) password() ([]byte, error) {
+	if e.passwordFn != nil {
+		return e.passwordFn()
+	}
 	if pw, ok := os.LookupEnv("RUNUP_PASSWORD"); ok && pw != "" {
 		return []byte(pw), nil
 	}

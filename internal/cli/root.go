@@ -45,6 +45,15 @@ type globals struct {
 
 	mu      sync.Mutex
 	release func() // releases the repository lock held, if any
+	grace   time.Duration
+}
+
+// setGrace gives the command longer than interruptGrace to stop after an
+// interrupt (after hooks must still run).
+func (g *globals) setGrace(d time.Duration) {
+	g.mu.Lock()
+	g.grace = max(g.grace, d)
+	g.mu.Unlock()
 }
 
 // Main runs the command line and returns the process exit code.
@@ -105,10 +114,13 @@ func (g *globals) exitWhenStuck(ctx context.Context, stop func(), finished <-cha
 	case <-ctx.Done():
 	}
 	stop() // a second signal takes its default action: exit now
+	g.mu.Lock()
+	grace := max(g.grace, interruptGrace)
+	g.mu.Unlock()
 	select {
 	case <-finished:
 		return
-	case <-time.After(interruptGrace):
+	case <-time.After(grace):
 	}
 	g.mu.Lock()
 	release := g.release
@@ -172,7 +184,8 @@ ones store only new or changed data, yet every job restores as a full backup.`,
 		return nil
 	}
 	root.AddCommand(newInit(g), newBackup(g), newRestore(g), newJobs(g), newLs(g), newDump(g), newDiff(g), newFind(g),
-		newStats(g), newTag(g), newForget(g), newPrune(g), newCheck(g), newRepair(g), newUnlock(g), newKnown(g), newMigrate(g))
+		newStats(g), newTag(g), newForget(g), newPrune(g), newCheck(g), newRepair(g), newUnlock(g), newKnown(g), newMigrate(g),
+		newCopy(g))
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)
 	}

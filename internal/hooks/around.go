@@ -43,11 +43,12 @@ const AfterGrace = 30 * time.Second
 
 // Around runs work between the hooks: notify start, the before hooks (the
 // first failure skips work and the rest), work, then the after hooks
-// (always, once the before hooks ran), the failure hooks if anything
-// failed, and notify success or failure. work returns a summary for the
-// notification. The error is the first failure: a before hook, the work,
-// or an after hook.
-func (p Plan) Around(ctx context.Context, work func(context.Context) (string, error)) error {
+// (always, once the before hooks ran), then later (if not nil: work that
+// must not keep the after hooks waiting, such as copies; it is told how
+// work ended), the failure hooks if anything failed, and notify success or
+// failure. work returns a summary for the notification. The error is the
+// first failure: a before hook, the work, an after hook, or later.
+func (p Plan) Around(ctx context.Context, work func(context.Context) (string, error), later func(context.Context, error) error) error {
 	logf := p.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -61,7 +62,7 @@ func (p Plan) Around(ctx context.Context, work func(context.Context) (string, er
 		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AfterGrace)
 		defer cancel()
 		if err := p.Notify.Notify(nctx, ev, body); err != nil {
-			logf("notification (%s) failed: %v", ev, err)
+			logf("warning: notification (%s) failed: %v", ev, err)
 		}
 	}
 	notify(Start, "")
@@ -98,6 +99,12 @@ func (p Plan) Around(ctx context.Context, work func(context.Context) (string, er
 				err = aerr
 				errText = err.Error()
 			}
+		}
+	}
+	if later != nil && ctx.Err() == nil {
+		if lerr := later(ctx, err); lerr != nil && err == nil {
+			err = lerr
+			errText = err.Error()
 		}
 	}
 	if err != nil {

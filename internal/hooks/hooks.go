@@ -34,7 +34,11 @@ type Shell struct {
 const stopGrace = 5 * time.Second
 
 func (s Shell) command(ctx context.Context, line string, env []string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, shellPath, append(shellArgs, line)...)
+	return s.commandArgs(ctx, append(append([]string{shellPath}, shellArgs...), line), env)
+}
+
+func (s Shell) commandArgs(ctx context.Context, args []string, env []string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Dir = s.Dir
 	cmd.Env = append(append(os.Environ(), s.Env...), env...)
 	cmd.Stdin = nil
@@ -104,11 +108,25 @@ func (st *Stream) Read(p []byte) (int, error) {
 // it and returns its failure: a command that fails after writing some
 // output has failed, and what it wrote must not be taken as complete.
 func (s Shell) Start(ctx context.Context, line string, env ...string) (*Stream, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	return s.start(ctx, line, func(ctx context.Context) *exec.Cmd { return s.command(ctx, line, env) })
+}
+
+// StartArgs is Start for a program and its arguments, without a shell.
+func (s Shell) StartArgs(ctx context.Context, args []string, env ...string) (*Stream, error) {
+	if len(args) == 0 {
+		return nil, errors.New("no command given")
+	}
+	return s.start(ctx, strings.Join(args, " "), func(ctx context.Context) *exec.Cmd { return s.commandArgs(ctx, args, env) })
+}
+
+func (s Shell) start(ctx context.Context, line string, mk func(context.Context) *exec.Cmd) (*Stream, error) {
+	var cancel context.CancelFunc
 	if s.Timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
 	}
-	cmd := s.command(ctx, line, env)
+	cmd := mk(ctx)
 	cmd.Stderr = s.output()
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -67,7 +67,7 @@ func TestAround(t *testing.T) {
 				f.WriteString("work\n")
 				f.Close()
 				return "job 1", tt.workErr
-			})
+			}, nil)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("error %v", err)
@@ -100,12 +100,42 @@ func TestAroundInterrupted(t *testing.T) {
 		cancel()
 		<-ctx.Done()
 		return "", ctx.Err()
-	})
+	}, nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "trace")); string(b) != "after\n" {
 		t.Fatalf("after hook did not run: %q", b)
+	}
+}
+
+// Later work (copies) runs after the after hooks, and its failure is the
+// backup's.
+func TestAroundLater(t *testing.T) {
+	dir := t.TempDir()
+	rec := &recorder{}
+	p := Plan{Shell: Shell{Dir: dir}, After: []string{"echo after >>trace"}, Failure: []string{"echo failure >>trace"}, Notify: rec}
+	var told error
+	err := p.Around(context.Background(), func(ctx context.Context) (string, error) {
+		return "job 1", errors.New("incomplete")
+	}, func(ctx context.Context, workErr error) error {
+		told = workErr
+		f, _ := os.OpenFile(filepath.Join(dir, "trace"), os.O_APPEND|os.O_WRONLY, 0o644)
+		f.WriteString("copy\n")
+		f.Close()
+		return errors.New("copy failed")
+	})
+	if err == nil || err.Error() != "incomplete" || told == nil || told.Error() != "incomplete" {
+		t.Fatalf("error %v, later told %v", err, told)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "trace")); string(b) != "after\ncopy\nfailure\n" {
+		t.Fatalf("trace %q", b)
+	}
+	// A later failure alone fails the backup.
+	err = p.Around(context.Background(), func(ctx context.Context) (string, error) { return "", nil },
+		func(ctx context.Context, _ error) error { return errors.New("copy failed") })
+	if err == nil || err.Error() != "copy failed" || strings.Join(rec.events, " ") != "start failure start failure" {
+		t.Fatalf("error %v, events %v", err, rec.events)
 	}
 }
 

@@ -1,0 +1,407 @@
+// Package daemon runs a runup.yaml by itself: each project's backup on its
+// schedule, and the repository's maintenance (forget and prune, check).
+//
+// The daemon is a front end like the command line: it decides when, and a
+// Runner (the command line's operations) does the work. It runs one task
+// at a time, in the order they fell due: the repository lock would refuse
+// a prune beside a backup, and one at a time also bounds memory. A task
+// that falls due while queued or running is not queued twice. A run missed
+// while the machine was off happens once at start-up, as anacron does;
+// when each task last started is kept in a state file, which is also what
+// 'runup schedule status' reads.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/runup/runup/internal/scheduler"
+)
+
+// Kind is what a task does.
+type Kind string
+
+const (
+	Backup Kind = "backup"
+	Forget Kind = "forget" // every project's keep:, then prune
+	Check  Kind = "check"
+)
+
+// Task is one unit of work.
+type Task struct {
+	Kind    Kind
+	Project string // for Backup
+}
+
+func (t Task) String() string {
+	if t.Project != "" {
+		return string(t.Kind) + " " + t.Project
+	}
+	return string(t.Kind)
+}
+
+// Entry is a task on a schedule.
+type Entry struct {
+	Task     Task
+	Schedule scheduler.Schedule
+}
+
+// Plan is what the daemon runs: read from runup.yaml at start and on
+// reload.
+type Plan struct {
+	Entries []Entry
+	// Warnings are problems of the plan worth a log line (a maintenance
+	// forget while no project has a keep policy).
+	Warnings []string
+}
+
+// Outcome is what a finished task reports.
+type Outcome struct {
+	Job     int    // the job a backup made (0: none)
+	Summary string // one line
+}
+
+// Runner does the work.
+type Runner interface {
+	// Run runs a task to its end; ctx ends when the daemon is stopped,
+	// and the task should then stop cleanly and soon.
+	Run(ctx context.Context, t Task, log *slog.Logger) (Outcome, error)
+	// LastRun is when the task last ran according to the repository (a
+	// backup's newest job), for a task the state file does not know.
+	// Zero means never: it is due at once.
+	LastRun(ctx context.Context, t Task) (time.Time, error)
+}
+
+// Daemon schedules and runs tasks.
+type Daemon struct {
+	runner Runner
+	log    *slog.Logger
+	state  *StateFile
+
+	mu      sync.Mutex
+	plan    Plan
+	last    map[string]time.Time // by Task.String(): when it last started
+	queue   []Task
+	running *Running
+	wake    chan struct{}
+	started time.Time
+}
+
+// Running is the task in progress.
+type Running struct {
+	Task    Task
+	Started time.Time
+}
+
+// New returns a daemon; state may be nil (nothing remembered).
+func New(runner Runner, log *slog.Logger, state *StateFile) *Daemon {
+	return &Daemon{runner: runner, log: log, state: state, last: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+}
+
+// maxSleep bounds a wait for the next run: the wall clock is read again at
+// least this often, so a suspended laptop or a changed clock is noticed.
+const maxSleep = time.Minute
+
+// heartbeat is how often the state file says the daemon is alive.
+const heartbeat = 30 * time.Second
+
+// Run schedules and runs tasks until ctx ends; then the running task is
+// interrupted and waited for. load reads the plan; it is called at start
+// and whenever reload receives (SIGHUP). A plan that fails to load at start
+// is an error; on reload it is logged and the old plan kept.
+func (d *Daemon) Run(ctx context.Context, load func() (Plan, error), reload <-chan os.Signal) error {
+	plan, err := load()
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.started = time.Now()
+	d.mu.Unlock()
+	d.setPlan(ctx, plan)
+	d.log.Info("daemon started", "pid", os.Getpid(), "tasks", len(plan.Entries))
+	d.logNext()
+	d.beat()
+	done := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	lastBeat := time.Now()
+	for {
+		now := time.Now()
+		if now.Sub(lastBeat) >= heartbeat {
+			d.beat()
+			lastBeat = now
+		}
+		d.queueDue(now)
+		if t, ok := d.next(); ok {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d.run(ctx, t)
+				done <- struct{}{}
+			}()
+		}
+		wait := min(d.untilNext(time.Now()), maxSleep, heartbeat)
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			d.mu.Lock()
+			r := d.running
+			d.mu.Unlock()
+			if r != nil {
+				d.log.Info("stopping: interrupting the running task", "task", r.Task.String())
+			} else {
+				d.log.Info("stopping")
+			}
+			wg.Wait()
+			d.beatStopped()
+			return nil
+		case <-reload:
+			timer.Stop()
+			p, err := load()
+			if err != nil {
+				d.log.Error("reload failed: keeping the schedule in use", "error", err.Error())
+				continue
+			}
+			d.setPlan(ctx, p)
+			d.log.Info("reloaded", "tasks", len(p.Entries))
+			d.logNext()
+		case <-done:
+			timer.Stop()
+		case <-d.wake:
+			timer.Stop()
+		case <-timer.C:
+		}
+	}
+}
+
+// setPlan adopts a plan: tasks it no longer has leave the queue, and each
+// task's last run comes from the state file or, failing that, the runner.
+func (d *Daemon) setPlan(ctx context.Context, p Plan) {
+	for _, w := range p.Warnings {
+		d.log.Warn(w)
+	}
+	known := map[string]bool{}
+	var ask []Task
+	st := d.state.Load()
+	d.mu.Lock()
+	for _, e := range p.Entries {
+		k := e.Task.String()
+		known[k] = true
+		if _, ok := d.last[k]; ok {
+			continue
+		}
+		if ts, ok := st.Tasks[k]; ok && !ts.LastStart.IsZero() {
+			d.last[k] = ts.LastStart
+			continue
+		}
+		ask = append(ask, e.Task)
+	}
+	d.plan = p
+	d.queue = slices.DeleteFunc(d.queue, func(t Task) bool { return !known[t.String()] })
+	d.mu.Unlock()
+	for _, t := range ask {
+		last, err := d.runner.LastRun(ctx, t)
+		if err != nil {
+			d.log.Warn("could not tell when the task last ran; running it now", "task", t.String(), "error", err.Error())
+		}
+		d.mu.Lock()
+		d.last[t.String()] = last
+		d.mu.Unlock()
+	}
+}
+
+func (d *Daemon) logNext() {
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range d.plan.Entries {
+		next := e.Schedule.NextRun(d.last[e.Task.String()], now)
+		d.log.Info("scheduled", "task", e.Task.String(), "schedule", e.Schedule.String(), "next", next.Round(time.Second).Format(time.RFC3339))
+	}
+}
+
+// queueDue queues every task that is due and not queued or running.
+func (d *Daemon) queueDue(now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range d.plan.Entries {
+		if d.pending(e.Task) || !e.Schedule.Due(d.last[e.Task.String()], now) {
+			continue
+		}
+		d.queue = append(d.queue, e.Task)
+		d.log.Info("due", "task", e.Task.String(), "queued", len(d.queue))
+	}
+}
+
+// pending reports whether t is queued or running; d.mu is held.
+func (d *Daemon) pending(t Task) bool {
+	return slices.Contains(d.queue, t) || d.running != nil && d.running.Task == t
+}
+
+// next takes the first queued task if none is running.
+func (d *Daemon) next() (Task, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running != nil || len(d.queue) == 0 {
+		return Task{}, false
+	}
+	t := d.queue[0]
+	d.queue = d.queue[1:]
+	d.running = &Running{Task: t, Started: time.Now()}
+	d.last[t.String()] = d.running.Started
+	return t, true
+}
+
+// untilNext is how long until the next task falls due.
+func (d *Daemon) untilNext(now time.Time) time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	wait := maxSleep
+	for _, e := range d.plan.Entries {
+		if d.pending(e.Task) {
+			continue
+		}
+		wait = min(wait, e.Schedule.NextRun(d.last[e.Task.String()], now).Sub(now))
+	}
+	return max(wait, 0)
+}
+
+// Enqueue queues a task now (the web UI's "back up now"); false if it is
+// already queued or running.
+func (d *Daemon) Enqueue(t Task) bool {
+	d.mu.Lock()
+	if d.pending(t) {
+		d.mu.Unlock()
+		return false
+	}
+	d.queue = append(d.queue, t)
+	d.mu.Unlock()
+	d.log.Info("queued by request", "task", t.String())
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (d *Daemon) run(ctx context.Context, t Task) {
+	d.mu.Lock()
+	start := d.running.Started
+	d.mu.Unlock()
+	log := d.log.With("task", t.String())
+	log.Info("started")
+	d.state.Update(func(s *State) {
+		ts := s.Tasks[t.String()]
+		ts.LastStart = start
+		ts.Running = true
+		s.Tasks[t.String()] = ts
+	})
+	out, err := d.safeRun(ctx, t, log)
+	took := time.Since(start).Round(time.Millisecond)
+	result := ResultSuccess
+	switch {
+	case err != nil && ctx.Err() != nil:
+		result = ResultInterrupted
+		log.Warn("interrupted", "duration", took.String(), "error", err.Error())
+	case err != nil:
+		result = ResultFailure
+		log.Error("failed", "duration", took.String(), "error", err.Error())
+	default:
+		attrs := []any{"duration", took.String()}
+		if out.Job > 0 {
+			attrs = append(attrs, "job", out.Job)
+		}
+		if out.Summary != "" {
+			attrs = append(attrs, "summary", out.Summary)
+		}
+		log.Info("finished", attrs...)
+	}
+	d.state.Update(func(s *State) {
+		ts := s.Tasks[t.String()]
+		ts.Running = false
+		ts.LastEnd = time.Now()
+		ts.Result = result
+		ts.Error = ""
+		if err != nil {
+			ts.Error = err.Error()
+		}
+		if out.Job > 0 {
+			ts.Job = out.Job
+		}
+		ts.Summary = out.Summary
+		s.Tasks[t.String()] = ts
+	})
+	d.mu.Lock()
+	d.running = nil
+	d.mu.Unlock()
+}
+
+// safeRun turns a panic in a task into its failure: one bad task must not
+// end the schedule of the others.
+func (d *Daemon) safeRun(ctx context.Context, t Task, log *slog.Logger) (out Outcome, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error: %v", p)
+		}
+	}()
+	out, err = d.runner.Run(ctx, t, log)
+	if err == nil && ctx.Err() != nil {
+		err = errors.New("interrupted")
+	}
+	return out, err
+}
+
+func (d *Daemon) beat() {
+	d.mu.Lock()
+	started := d.started
+	d.mu.Unlock()
+	d.state.Update(func(s *State) {
+		s.Daemon = &DaemonState{PID: os.Getpid(), Started: started, Heartbeat: time.Now()}
+	})
+}
+
+func (d *Daemon) beatStopped() {
+	d.state.Update(func(s *State) { s.Daemon = nil })
+}
+
+// Status is the daemon's view of its tasks, for the web UI.
+type Status struct {
+	Started time.Time
+	Running *Running
+	Queue   []Task
+	Tasks   []TaskStatus
+}
+
+// TaskStatus is one scheduled task.
+type TaskStatus struct {
+	Task     Task
+	Schedule string
+	Next     time.Time
+	TaskState
+}
+
+// Status reports the schedule and what runs.
+func (d *Daemon) Status() Status {
+	st := d.state.Load()
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := Status{Started: d.started, Queue: slices.Clone(d.queue)}
+	if d.running != nil {
+		r := *d.running
+		s.Running = &r
+	}
+	for _, e := range d.plan.Entries {
+		ts := TaskStatus{Task: e.Task, Schedule: e.Schedule.String(), TaskState: st.Tasks[e.Task.String()]}
+		ts.Next = e.Schedule.NextRun(d.last[e.Task.String()], now)
+		s.Tasks = append(s.Tasks, ts)
+	}
+	return s
+}
