@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need and the machine lacks: staticcheck, and the
-# real servers the remote-storage tests start on 127.0.0.1 (versitygw, an
-# S3 gateway; OpenSSH's sshd). Safe to run again: it installs only what is
-# missing.
+# real servers the tests start on 127.0.0.1 (versitygw, an S3 gateway;
+# OpenSSH's sshd; PostgreSQL for the database dump tests). Safe to run
+# again: it installs only what is missing.
 set -euo pipefail
 export PATH="$PATH:$(go env GOPATH)/bin"
 
@@ -14,12 +14,25 @@ if ! command -v versitygw >/dev/null; then
   echo "installing versitygw (S3 server for tests)"
   GOFLAGS= go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 fi
+apt_packages=()
 if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; then
-  echo "installing openssh-server (SFTP server for tests)"
+  apt_packages+=(openssh-server openssh-client) # SFTP server for tests
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+  apt_packages+=(postgresql) # database dump tests
+fi
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  echo "installing ${apt_packages[*]}"
   if [ "$(id -u)" -ne 0 ]; then
-    echo "need root to install openssh-server: run 'sudo apt-get install openssh-server'" >&2
+    echo "need root to install them: run 'sudo apt-get install ${apt_packages[*]}'" >&2
     exit 1
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null
+  # The packages' own services are not wanted: the tests start their servers.
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+  [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi

@@ -60,7 +60,8 @@ given paths as project "default" (or --project NAME).
 stores a command's output as the file site.sql; if the command fails, no
 job is saved. --stdin stores standard input the same way.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runBackup(cmd, g, o, args)
+			_, err := runBackup(cmd.Context(), g, o, args, cmd.ArgsLenAtDash())
+			return err
 		},
 	}
 	f := c.Flags()
@@ -161,28 +162,29 @@ func (e *env) plans(args []string, adhocProject string) ([]plan, error) {
 	return plans, nil
 }
 
-func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) error {
-	ctx := cmd.Context()
+// runBackup backs up and returns the jobs saved. dashAt is where "--"
+// stood among args (-1: nowhere).
+func runBackup(ctx context.Context, g *globals, o backupOptions, args []string, dashAt int) ([]*repo.Job, error) {
 	var when time.Time
 	if o.when != "" {
 		var err error
 		if when, err = time.Parse(time.RFC3339, o.when); err != nil {
-			return usageErr(fmt.Errorf("--time %q: want RFC 3339, like 2026-01-31T03:00:00Z", o.when))
+			return nil, usageErr(fmt.Errorf("--time %q: want RFC 3339, like 2026-01-31T03:00:00Z", o.when))
 		}
 	}
 	e, err := g.loadEnv()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var plans []plan
 	if o.stdin || o.stdinFromCommand {
-		p, err := e.streamPlan(cmd, o, args)
+		p, err := e.streamPlan(o, args, dashAt)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		plans = []plan{p}
 	} else if plans, err = e.plans(args, o.project); err != nil {
-		return err
+		return nil, err
 	}
 	compSetting := o.compression
 	if compSetting == "" && e.cfg != nil {
@@ -190,12 +192,12 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 	}
 	comp, err := repo.ParseCompression(compSetting)
 	if err != nil {
-		return usageErr(err)
+		return nil, usageErr(err)
 	}
 	for _, p := range plans {
 		if p.proj != nil && !o.noHooks && (!p.proj.Hooks.Empty() || len(p.proj.Commands) > 0) {
 			if err := config.SafeToRun(e.cfg.File, "hooks and commands"); err != nil {
-				return withCode(ExitUsage, err)
+				return nil, withCode(ExitUsage, err)
 			}
 			// After hooks run even when interrupted: give them time.
 			g.setGrace(hooks.AfterGrace + interruptGrace)
@@ -203,11 +205,11 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 	}
 	r, err := e.open(ctx, repo.Options{Compression: comp, Uploads: e.uploads()}, sharedLock, "backup")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer r.close()
 	if n, problems, err := r.AdoptPacks(ctx); err != nil {
-		return err
+		return nil, err
 	} else {
 		for _, p := range problems {
 			fmt.Fprintf(g.stderr, "warning: %v (run 'runup check')\n", p)
@@ -222,7 +224,7 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 	}
 	jobs, _, err := r.Jobs(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var results []*repo.Job
 	var failed []error
@@ -253,19 +255,19 @@ func runBackup(cmd *cobra.Command, g *globals, o backupOptions, args []string) e
 			results = []*repo.Job{}
 		}
 		if err := enc.Encode(results); err != nil {
-			return err
+			return results, err
 		}
 	}
 	switch {
 	case ctx.Err() != nil:
-		return context.Cause(ctx)
+		return results, context.Cause(ctx)
 	case len(failed) == 1:
-		return failed[0]
+		return results, failed[0]
 	case len(failed) > 1:
 		// The first failure's exit code; every failure was printed.
-		return withCode(exitCode(failed[0]), fmt.Errorf("%d of %d projects failed (see the errors above)", len(failed), len(plans)))
+		return results, withCode(exitCode(failed[0]), fmt.Errorf("%d of %d projects failed (see the errors above)", len(failed), len(plans)))
 	}
-	return nil
+	return results, nil
 }
 
 // backupProject backs up one project between its hooks and notifications,
@@ -325,9 +327,13 @@ func (e *env) hookPlan(proj *config.Project) hooks.Plan {
 		},
 	}
 	if len(proj.Notify) > 0 {
-		hp.Notify = &notify.Pinger{URLs: proj.Notify, UserAgent: "runup/" + Version}
+		hp.Notify = newPinger(proj.Notify)
 	}
 	return hp
+}
+
+func newPinger(urls []string) *notify.Pinger {
+	return &notify.Pinger{URLs: urls, UserAgent: "runup/" + Version}
 }
 
 // backupOne runs the backup of one plan and prints its result.
@@ -371,7 +377,7 @@ func (e *env) backupOne(ctx context.Context, r *session, p plan, o backupOptions
 // streamPlan is the plan of 'backup --stdin' and '--stdin-from-command':
 // one file, read from standard input or a command's output, in a job whose
 // root is the working directory.
-func (e *env) streamPlan(cmd *cobra.Command, o backupOptions, args []string) (plan, error) {
+func (e *env) streamPlan(o backupOptions, args []string, dashAt int) (plan, error) {
 	if o.stdin && o.stdinFromCommand {
 		return plan{}, usageErr(errors.New("give --stdin or --stdin-from-command, not both"))
 	}
@@ -389,7 +395,7 @@ func (e *env) streamPlan(cmd *cobra.Command, o backupOptions, args []string) (pl
 		}
 		st.Open = func(context.Context) (io.ReadCloser, error) { return io.NopCloser(e.g.stdin), nil }
 	} else {
-		if cmd.ArgsLenAtDash() != 0 || len(args) == 0 {
+		if dashAt != 0 || len(args) == 0 {
 			return plan{}, usageErr(errors.New("--stdin-from-command: give the command after --, as in 'runup backup --stdin-from-command --stdin-filename site.sql -- pg_dump site'"))
 		}
 		st.Open = func(ctx context.Context) (io.ReadCloser, error) {

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -27,51 +29,8 @@ and every job's trees, and that every chunk a job needs is stored.
 Exit code 0 only when nothing is wrong; 13 when damage is found.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			o := checker.Options{ReadData: readData || subset != ""}
-			if subset != "" {
-				s, err := checker.ParseSubset(subset)
-				if err != nil {
-					return usageErr(err)
-				}
-				o.Subset = &s
-			}
-			if o.ReadData {
-				g.noCache = true // verify what the storage holds, not a local copy
-			}
-			e, err := g.loadEnv()
-			if err != nil {
-				return err
-			}
-			s, err := e.lockedRepo(ctx, repo.Options{}, readLock, "check")
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			var done, total int
-			line := progress.Start(g.stderr, !g.quiet && !g.json, func() string {
-				return fmt.Sprintf("check: read %d of %d packs", done, total)
-			})
-			o.Progress = func(d, t int) { done, total = d, t }
-			rep, err := checker.Check(ctx, s.Repository, o)
-			line.Stop()
-			if err != nil {
-				return err
-			}
-			if g.json {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
-					return err
-				}
-			} else {
-				printReport(g, rep)
-			}
-			if !rep.OK() {
-				return withCode(ExitDamaged, fmt.Errorf("check found %d problem(s); %d file(s) in %d job(s) affected",
-					len(rep.Problems), len(rep.Affected), len(rep.DamagedJobs)))
-			}
-			return nil
+			_, err := runCheck(cmd.Context(), g, readData, subset)
+			return err
 		},
 	}
 	c.Flags().BoolVar(&readData, "read-data", false, "read and verify all data")
@@ -165,4 +124,52 @@ are written before the old ones are removed.`,
 		},
 	})
 	return c
+}
+
+// runCheck checks the repository and prints the report.
+func runCheck(ctx context.Context, g *globals, readData bool, subset string) (*checker.Report, error) {
+	o := checker.Options{ReadData: readData || subset != ""}
+	if subset != "" {
+		s, err := checker.ParseSubset(subset)
+		if err != nil {
+			return nil, usageErr(err)
+		}
+		o.Subset = &s
+	}
+	if o.ReadData {
+		g.noCache = true // verify what the storage holds, not a local copy
+	}
+	e, err := g.loadEnv()
+	if err != nil {
+		return nil, err
+	}
+	s, err := e.lockedRepo(ctx, repo.Options{}, readLock, "check")
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	var done, total atomic.Int64
+	line := progress.Start(g.stderr, !g.quiet && !g.json, func() string {
+		return fmt.Sprintf("check: read %d of %d packs", done.Load(), total.Load())
+	})
+	o.Progress = func(d, t int) { done.Store(int64(d)); total.Store(int64(t)) }
+	rep, err := checker.Check(ctx, s.Repository, o)
+	line.Stop()
+	if err != nil {
+		return nil, err
+	}
+	if g.json {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return rep, err
+		}
+	} else {
+		printReport(g, rep)
+	}
+	if !rep.OK() {
+		return rep, withCode(ExitDamaged, fmt.Errorf("check found %d problem(s); %d file(s) in %d job(s) affected",
+			len(rep.Problems), len(rep.Affected), len(rep.DamagedJobs)))
+	}
+	return rep, nil
 }

@@ -123,6 +123,9 @@ leaves a valid repository. Takes the exclusive lock.`,
 	return c
 }
 
+// errNoPolicy: forget was given no policy, and no project has keep:.
+var errNoPolicy = errors.New("no keep policy: give --keep-last, --keep-daily, … or add keep: to the project in runup.yaml (version '2'); nothing was removed")
+
 type keepFlags struct {
 	last, hourly, daily, weekly, monthly, yearly int
 	within                                       string
@@ -183,129 +186,7 @@ kept by a policy: the --keep-* flags, or the project's keep: in runup.yaml
 --dry-run lists every job kept and removed, with the rule that kept it.
 --prune reclaims the space afterwards. Takes the exclusive lock.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			flagPolicy, err := kf.policy()
-			if err != nil {
-				return err
-			}
-			po, err := pf.options(dryRun)
-			if err != nil {
-				return err
-			}
-			e, err := g.loadEnv()
-			if err != nil {
-				return err
-			}
-			// Forgetting reads job records only; prune loads the index itself.
-			s, err := e.lockedRepo(ctx, repo.Options{Uploads: e.uploads()}, exclusiveLock, "forget")
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			jobs, problems, err := s.Jobs(ctx)
-			if err != nil {
-				return err
-			}
-			for _, p := range problems {
-				fmt.Fprintf(g.stderr, "warning: %v\n", p)
-			}
-			var remove []*repo.Job
-			numeric := len(args) > 0
-			for _, a := range args {
-				if _, err := strconv.Atoi(a); err != nil {
-					numeric = false
-				}
-			}
-			if numeric {
-				if !flagPolicy.Empty() {
-					return usageErr(errors.New("give job numbers or a --keep-* policy, not both"))
-				}
-				missing, _, err := s.MissingJobs(ctx)
-				if err != nil {
-					return err
-				}
-				for _, a := range args {
-					j, err := resolveJob(jobs, a)
-					if err != nil {
-						// A job whose record is missing or damaged can be
-						// forgotten too: a tombstone says it is gone on purpose.
-						n, _ := strconv.Atoi(a)
-						_, _, lerr := s.LoadJobRevisions(ctx, n)
-						if !slices.Contains(missing, n) && !errors.Is(lerr, repo.ErrDamaged) {
-							return err
-						}
-						remove = append(remove, &repo.Job{Number: n})
-						g.printf("remove job %d  (its record is missing or damaged)\n", n)
-						continue
-					}
-					remove = append(remove, j)
-					g.printf("remove job %d  %s  %s\n", j.Number, j.Time.Local().Format("2006-01-02 15:04"), j.Project)
-				}
-			} else {
-				byProject := map[string][]*repo.Job{}
-				var projects []string
-				for _, j := range jobs {
-					if _, ok := byProject[j.Project]; !ok {
-						projects = append(projects, j.Project)
-					}
-					byProject[j.Project] = append(byProject[j.Project], j)
-				}
-				if len(args) > 0 {
-					for _, a := range args {
-						if _, ok := byProject[a]; !ok {
-							return usageErr(fmt.Errorf("project %q has no jobs", a))
-						}
-					}
-					projects = args
-				}
-				anyPolicy := false
-				for _, p := range projects {
-					pol := flagPolicy
-					if pol.Empty() && e.cfg != nil {
-						if proj, ok := e.cfg.Projects[p]; ok {
-							pol = fromConfig(proj.Keep)
-						}
-					}
-					if pol.Empty() {
-						g.printf("project %s: no keep policy; all %d jobs kept\n", p, len(byProject[p]))
-						continue
-					}
-					anyPolicy = true
-					for _, d := range retention.Apply(byProject[p], pol, time.Local) {
-						j := d.Job
-						if d.Keep {
-							g.printf("keep   job %d  %s  %s  (%s)\n", j.Number, j.Time.Local().Format("2006-01-02 15:04"), j.Project, strings.Join(d.Reasons, ", "))
-						} else {
-							g.printf("remove job %d  %s  %s\n", j.Number, j.Time.Local().Format("2006-01-02 15:04"), j.Project)
-							remove = append(remove, j)
-						}
-					}
-				}
-				if !anyPolicy {
-					return usageErr(errors.New("no keep policy: give --keep-last, --keep-daily, … or add keep: to the project in runup.yaml (version '2'); nothing was removed"))
-				}
-			}
-			slices.SortFunc(remove, func(a, b *repo.Job) int { return a.Number - b.Number })
-			if dryRun {
-				g.printf("Dry run: %d job(s) would be removed.\n", len(remove))
-				if doPrune {
-					return runPrune(ctx, g, s, po)
-				}
-				return nil
-			}
-			for _, j := range remove {
-				if err := s.ForgetJob(ctx, j.Number); err != nil {
-					return err
-				}
-			}
-			g.printf("Removed %d job(s).\n", len(remove))
-			if doPrune {
-				return runPrune(ctx, g, s, po)
-			}
-			if len(remove) > 0 {
-				g.printf("Run 'runup prune' to reclaim their space.\n")
-			}
-			return nil
+			return runForget(cmd.Context(), g, kf, pf, dryRun, doPrune, args)
 		},
 	}
 	kf.add(c)
@@ -313,4 +194,131 @@ kept by a policy: the --keep-* flags, or the project's keep: in runup.yaml
 	c.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "list what would be kept and removed, remove nothing")
 	c.Flags().BoolVar(&doPrune, "prune", false, "prune after forgetting")
 	return c
+}
+
+// runForget removes jobs by number or by the keep policies, then prunes if
+// asked.
+func runForget(ctx context.Context, g *globals, kf keepFlags, pf pruneFlags, dryRun, doPrune bool, args []string) error {
+	flagPolicy, err := kf.policy()
+	if err != nil {
+		return err
+	}
+	po, err := pf.options(dryRun)
+	if err != nil {
+		return err
+	}
+	e, err := g.loadEnv()
+	if err != nil {
+		return err
+	}
+	// Forgetting reads job records only; prune loads the index itself.
+	s, err := e.lockedRepo(ctx, repo.Options{Uploads: e.uploads()}, exclusiveLock, "forget")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	jobs, problems, err := s.Jobs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range problems {
+		fmt.Fprintf(g.stderr, "warning: %v\n", p)
+	}
+	var remove []*repo.Job
+	numeric := len(args) > 0
+	for _, a := range args {
+		if _, err := strconv.Atoi(a); err != nil {
+			numeric = false
+		}
+	}
+	if numeric {
+		if !flagPolicy.Empty() {
+			return usageErr(errors.New("give job numbers or a --keep-* policy, not both"))
+		}
+		missing, _, err := s.MissingJobs(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range args {
+			j, err := resolveJob(jobs, a)
+			if err != nil {
+				// A job whose record is missing or damaged can be
+				// forgotten too: a tombstone says it is gone on purpose.
+				n, _ := strconv.Atoi(a)
+				_, _, lerr := s.LoadJobRevisions(ctx, n)
+				if !slices.Contains(missing, n) && !errors.Is(lerr, repo.ErrDamaged) {
+					return err
+				}
+				remove = append(remove, &repo.Job{Number: n})
+				g.printf("remove job %d  (its record is missing or damaged)\n", n)
+				continue
+			}
+			remove = append(remove, j)
+			g.printf("remove job %d  %s  %s\n", j.Number, j.Time.Local().Format("2006-01-02 15:04"), j.Project)
+		}
+	} else {
+		byProject := map[string][]*repo.Job{}
+		var projects []string
+		for _, j := range jobs {
+			if _, ok := byProject[j.Project]; !ok {
+				projects = append(projects, j.Project)
+			}
+			byProject[j.Project] = append(byProject[j.Project], j)
+		}
+		if len(args) > 0 {
+			for _, a := range args {
+				if _, ok := byProject[a]; !ok {
+					return usageErr(fmt.Errorf("project %q has no jobs", a))
+				}
+			}
+			projects = args
+		}
+		anyPolicy := false
+		for _, p := range projects {
+			pol := flagPolicy
+			if pol.Empty() && e.cfg != nil {
+				if proj, ok := e.cfg.Projects[p]; ok {
+					pol = fromConfig(proj.Keep)
+				}
+			}
+			if pol.Empty() {
+				g.printf("project %s: no keep policy; all %d jobs kept\n", p, len(byProject[p]))
+				continue
+			}
+			anyPolicy = true
+			for _, d := range retention.Apply(byProject[p], pol, time.Local) {
+				j := d.Job
+				if d.Keep {
+					g.printf("keep   job %d  %s  %s  (%s)\n", j.Number, j.Time.Local().Format("2006-01-02 15:04"), j.Project, strings.Join(d.Reasons, ", "))
+				} else {
+					g.printf("remove job %d  %s  %s\n", j.Number, j.Time.Local().Format("2006-01-02 15:04"), j.Project)
+					remove = append(remove, j)
+				}
+			}
+		}
+		if !anyPolicy {
+			return usageErr(errNoPolicy)
+		}
+	}
+	slices.SortFunc(remove, func(a, b *repo.Job) int { return a.Number - b.Number })
+	if dryRun {
+		g.printf("Dry run: %d job(s) would be removed.\n", len(remove))
+		if doPrune {
+			return runPrune(ctx, g, s, po)
+		}
+		return nil
+	}
+	for _, j := range remove {
+		if err := s.ForgetJob(ctx, j.Number); err != nil {
+			return err
+		}
+	}
+	g.printf("Removed %d job(s).\n", len(remove))
+	if doPrune {
+		return runPrune(ctx, g, s, po)
+	}
+	if len(remove) > 0 {
+		g.printf("Run 'runup prune' to reclaim their space.\n")
+	}
+	return nil
 }

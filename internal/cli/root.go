@@ -41,7 +41,7 @@ type globals struct {
 
 	stdin  io.Reader
 	stdout io.Writer
-	stderr *os.File
+	stderr io.Writer
 
 	mu      sync.Mutex
 	release func() // releases the repository lock held, if any
@@ -185,7 +185,7 @@ ones store only new or changed data, yet every job restores as a full backup.`,
 	}
 	root.AddCommand(newInit(g), newBackup(g), newRestore(g), newJobs(g), newLs(g), newDump(g), newDiff(g), newFind(g),
 		newStats(g), newTag(g), newForget(g), newPrune(g), newCheck(g), newRepair(g), newUnlock(g), newKnown(g), newMigrate(g),
-		newCopy(g))
+		newCopy(g), newDaemon(g), newSchedule(g))
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)
 	}

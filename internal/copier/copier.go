@@ -270,8 +270,21 @@ func (c *copier) chunks(ctx context.Context, ids []crypto.ID) error {
 		batches = append(batches, locs[i:j])
 		i = j
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	// The workers share the copy's context, not one of their own: the
+	// packs they fill are written in the background after this returns.
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
+	failed := make(chan struct{})
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+			close(failed)
+		}
+	}
 	work := make(chan []index.Location)
 	var wg sync.WaitGroup
 	for range min(c.o.Workers, len(batches)) {
@@ -281,8 +294,13 @@ func (c *copier) chunks(ctx context.Context, ids []crypto.ID) error {
 			d := c.src.NewDecoder()
 			for batch := range work {
 				for _, loc := range batch {
+					select {
+					case <-failed:
+						continue
+					default:
+					}
 					if err := c.chunk(ctx, d, loc.ID); err != nil {
-						cancel(err)
+						fail(err)
 					}
 				}
 			}
@@ -292,18 +310,23 @@ feed:
 	for _, b := range batches {
 		select {
 		case work <- b:
+		case <-failed:
+			break feed
 		case <-ctx.Done():
+			fail(context.Cause(ctx))
 			break feed
 		}
 	}
 	close(work)
 	wg.Wait()
-	return context.Cause(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	return firstErr
 }
 
 func (c *copier) chunk(ctx context.Context, d *repo.Decoder, id crypto.ID) error {
-	if ctx.Err() != nil {
-		return nil
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	data, err := d.Load(ctx, pack.Data, id)
 	if err != nil {

@@ -269,10 +269,10 @@ func TestMissing(t *testing.T) {
 	}{
 		{"empty target", []*repo.Job{job(1, nil), job(2, nil)}, nil, []int{1, 2}},
 		{"some copied", []*repo.Job{job(1, nil), job(2, nil), job(3, nil)},
-			[]*repo.Job{job(1, &repo.Origin{"S", 1}), job(2, &repo.Origin{"S", 3})}, []int{2}},
-		{"a copy of a copy is the same job", []*repo.Job{job(4, &repo.Origin{"X", 9})},
-			[]*repo.Job{job(1, &repo.Origin{"X", 9})}, nil},
-		{"a job copied back is not copied again", []*repo.Job{job(4, &repo.Origin{"D", 2})},
+			[]*repo.Job{job(1, &repo.Origin{Repository: "S", Job: 1}), job(2, &repo.Origin{Repository: "S", Job: 3})}, []int{2}},
+		{"a copy of a copy is the same job", []*repo.Job{job(4, &repo.Origin{Repository: "X", Job: 9})},
+			[]*repo.Job{job(1, &repo.Origin{Repository: "X", Job: 9})}, nil},
+		{"a job copied back is not copied again", []*repo.Job{job(4, &repo.Origin{Repository: "D", Job: 2})},
 			[]*repo.Job{job(2, nil)}, nil},
 		{"the target's own jobs do not count", []*repo.Job{job(1, nil)}, []*repo.Job{job(1, nil)}, []int{1}},
 	}

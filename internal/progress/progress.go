@@ -4,6 +4,7 @@ package progress
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -24,17 +25,20 @@ type Reporter interface {
 // Line redraws a status line until stopped. On a non-terminal it draws
 // nothing.
 type Line struct {
-	f      *os.File
+	f      io.Writer
 	render func() string
 	stop   chan struct{}
 	wg     sync.WaitGroup
 }
 
-// IsTerminal reports whether f is a terminal.
-func IsTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+// IsTerminal reports whether w is a terminal.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
 
 // Start begins redrawing render() on f every interval, if f is a terminal.
-func Start(f *os.File, enabled bool, render func() string) *Line {
+func Start(f io.Writer, enabled bool, render func() string) *Line {
 	l := &Line{f: f, render: render, stop: make(chan struct{})}
 	if !enabled || !IsTerminal(f) {
 		return l

@@ -38,7 +38,13 @@ type proc struct {
 }
 
 func startProc(t testing.TB, addr string, name string, args ...string) *proc {
-	p := &proc{cmd: exec.Command(name, args...), done: make(chan struct{}), log: &strings.Builder{}}
+	return startCmd(t, addr, exec.Command(name, args...))
+}
+
+// startCmd starts a server and waits until it listens on addr.
+func startCmd(t testing.TB, addr string, cmd *exec.Cmd) *proc {
+	name := filepath.Base(cmd.Path)
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: &strings.Builder{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
