@@ -141,6 +141,9 @@ type copier struct {
 	// ids translates source chunk IDs to the target's, within one job:
 	// a chunk many files share is read once.
 	ids map[crypto.ID]crypto.ID
+	// decoders outlive a directory: the group a decoder holds is often
+	// the one the next directory starts with, and its buffers are reused.
+	decoders sync.Pool
 }
 
 // maxIDs bounds the translation memo (64 bytes an entry).
@@ -291,7 +294,11 @@ func (c *copier) chunks(ctx context.Context, ids []crypto.ID) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d := c.src.NewDecoder()
+			d, _ := c.decoders.Get().(*repo.Decoder)
+			if d == nil {
+				d = c.src.NewDecoder()
+			}
+			defer c.decoders.Put(d)
 			for batch := range work {
 				for _, loc := range batch {
 					select {
