@@ -13,7 +13,10 @@ import (
 	"path"
 	"strings"
 
+	"github.com/bmatcuk/doublestar/v4"
+
 	"github.com/runup/runup/internal/crypto"
+	"github.com/runup/runup/internal/index"
 	"github.com/runup/runup/internal/pack"
 	"github.com/runup/runup/internal/repo"
 	"github.com/runup/runup/internal/tree"
@@ -349,4 +352,139 @@ func Stats(ctx context.Context, r *repo.Repository, root crypto.ID) (*JobStats, 
 	})
 	st.Packs = len(packs)
 	return st, err
+}
+
+// Find calls fn for every entry of the jobs (in the order given) that
+// matches pattern: a glob (** allowed) matched against the entry's name
+// when it has no '/', else against its path in the job. A subtree already
+// searched in an earlier job is not searched again: its matches are the
+// same, under the same path, and fn hears of them again without a read.
+func Find(ctx context.Context, r *repo.Repository, jobs []*repo.Job, pattern string, fn func(j *repo.Job, p string, n *tree.Node) error) error {
+	if !doublestar.ValidatePattern(pattern) {
+		return fmt.Errorf("invalid pattern %q", pattern)
+	}
+	byName := !strings.Contains(pattern, "/")
+	type match struct {
+		p string
+		n tree.Node
+	}
+	// seen holds the matches below each subtree searched, by subtree and
+	// the path it stood at (a match by path depends on where it stands).
+	type key struct {
+		id     crypto.ID
+		prefix string
+	}
+	seen := map[key][]match{}
+	const maxSeen = 1 << 20
+	var search func(j *repo.Job, id crypto.ID, prefix string) ([]match, error)
+	search = func(j *repo.Job, id crypto.ID, prefix string) ([]match, error) {
+		k := key{id, prefix}
+		if byName {
+			k.prefix = ""
+		}
+		if m, ok := seen[k]; ok {
+			if byName {
+				// Same subtree elsewhere: same matches, other paths.
+				out := make([]match, len(m))
+				for i, x := range m {
+					out[i] = match{p: path.Join(prefix, x.p), n: x.n}
+				}
+				return out, nil
+			}
+			return m, nil
+		}
+		t, err := r.LoadTree(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		var out []match
+		for i := range t.Nodes {
+			n := &t.Nodes[i]
+			p := path.Join(prefix, n.Name)
+			subject := p
+			if byName {
+				subject = n.Name
+			}
+			if ok, _ := doublestar.Match(pattern, subject); ok {
+				out = append(out, match{p: p, n: *n})
+			}
+			if n.Type == tree.Dir {
+				sub, err := search(j, n.Subtree, p)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, sub...)
+			}
+		}
+		if len(seen) < maxSeen {
+			stored := out
+			if byName {
+				stored = make([]match, len(out))
+				for i, x := range out {
+					rel := strings.TrimPrefix(strings.TrimPrefix(x.p, prefix), "/")
+					stored[i] = match{p: rel, n: x.n}
+				}
+			}
+			seen[k] = stored
+		}
+		return out, nil
+	}
+	for _, j := range jobs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		matches, err := search(j, j.Tree, "")
+		if err != nil {
+			return fmt.Errorf("job %d: %w", j.Number, err)
+		}
+		for _, m := range matches {
+			if err := fn(j, m.p, &m.n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// RepoStats are a repository's sizes.
+type RepoStats struct {
+	Jobs        int
+	LogicalSize int64 // all files of all jobs
+	RawSize     int64 // distinct chunks, uncompressed
+	StoredSize  int64 // what the packs take
+	Chunks      int
+	Packs       int
+}
+
+// Dedup is how many times the logical size the distinct data is.
+func (s RepoStats) Dedup() float64 {
+	if s.RawSize == 0 {
+		return 0
+	}
+	return float64(s.LogicalSize) / float64(s.RawSize)
+}
+
+// Compression is how much smaller the stored data is than the distinct data.
+func (s RepoStats) Compression() float64 {
+	if s.StoredSize == 0 {
+		return 0
+	}
+	return float64(s.RawSize) / float64(s.StoredSize)
+}
+
+// RepositoryStats measures the repository: the jobs' logical size, the
+// index's distinct chunks, and what the packs take (duplicates and unused
+// data included: what prune can reclaim shows here).
+func RepositoryStats(ctx context.Context, r *repo.Repository, jobs []*repo.Job) (RepoStats, error) {
+	s := RepoStats{Jobs: len(jobs)}
+	for _, j := range jobs {
+		s.LogicalSize += j.Summary.BytesTotal
+	}
+	r.Index().Each(func(loc index.Location) {
+		s.Chunks++
+		s.RawSize += int64(loc.RawLen)
+	})
+	var err error
+	s.Packs, s.StoredSize, err = r.PackSizes(ctx)
+	return s, err
 }

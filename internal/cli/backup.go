@@ -346,7 +346,7 @@ func (e *env) backupOne(ctx context.Context, r *session, p plan, o backupOptions
 	stats := &archiver.Stats{}
 	rep := &reporter{g: g}
 	start := time.Now()
-	line := progress.Start(g.stderr, !g.quiet && !g.json, func() string {
+	line := g.progressLine(func() string {
 		return fmt.Sprintf("%s: %d files, %d dirs, %s read (%s), %s added", p.project, stats.Files.Load(), stats.Dirs.Load(),
 			progress.Bytes(stats.BytesRead.Load()), progress.Rate(stats.BytesRead.Load(), time.Since(start)),
 			progress.Bytes(stats.BytesAdded.Load()))

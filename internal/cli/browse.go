@@ -12,10 +12,9 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 	"github.com/spf13/cobra"
 
-	"github.com/runup/runup/internal/backend"
 	"github.com/runup/runup/internal/browse"
-	"github.com/runup/runup/internal/index"
 	"github.com/runup/runup/internal/progress"
+	"github.com/runup/runup/internal/repo"
 	"github.com/runup/runup/internal/tree"
 )
 
@@ -233,27 +232,22 @@ without '/' matches file names; with '/', whole paths inside the job.`,
 				Path    string    `json:"path"`
 			}
 			var hits []hit
+			var selected []*repo.Job
 			for _, j := range jobs {
 				if project != "" && j.Project != project || !from.IsZero() && j.Time.Before(from) || !to.IsZero() && j.Time.After(to) {
 					continue
 				}
-				err := browse.Walk(ctx, s.Repository, j.Tree, "", func(p string, n *tree.Node) error {
-					subject := p
-					if !strings.Contains(pattern, "/") {
-						subject = n.Name
-					}
-					if ok, _ := doublestar.Match(pattern, subject); ok {
-						h := hit{Job: j.Number, Project: j.Project, Time: j.Time, Path: p}
-						hits = append(hits, h)
-						if !g.json {
-							fmt.Fprintf(g.stdout, "job %d (%s, %s): %s\n", j.Number, j.Project, j.Time.Local().Format("2006-01-02 15:04"), p)
-						}
-					}
-					return nil
-				})
-				if err != nil {
-					return fmt.Errorf("job %d: %w", j.Number, err)
+				selected = append(selected, j)
+			}
+			err = browse.Find(ctx, s.Repository, selected, pattern, func(j *repo.Job, p string, n *tree.Node) error {
+				hits = append(hits, hit{Job: j.Number, Project: j.Project, Time: j.Time, Path: p})
+				if !g.json {
+					fmt.Fprintf(g.stdout, "job %d (%s, %s): %s\n", j.Number, j.Project, j.Time.Local().Format("2006-01-02 15:04"), p)
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			if g.json {
 				if hits == nil {
@@ -308,23 +302,11 @@ func newStats(g *globals) *cobra.Command {
 				}
 				o = out{Job: j.Number, Jobs: 1, LogicalSize: st.LogicalSize, RawSize: st.RawSize, StoredSize: st.StoredSize, Chunks: st.Chunks, Packs: st.Packs}
 			} else {
-				o.Jobs = len(jobs)
-				for _, j := range jobs {
-					o.LogicalSize += j.Summary.BytesTotal
-				}
-				s.Index().Each(func(loc index.Location) {
-					o.Chunks++
-					o.RawSize += int64(loc.RawLen)
-				})
-				// Stored is what the packs take, duplicates and unused data
-				// included: what prune can reclaim shows here.
-				if err := s.Backend().List(ctx, backend.Data, func(fi backend.FileInfo) error {
-					o.Packs++
-					o.StoredSize += fi.Size
-					return nil
-				}); err != nil {
+				rs, err := browse.RepositoryStats(ctx, s.Repository, jobs)
+				if err != nil {
 					return err
 				}
+				o = out{Jobs: rs.Jobs, LogicalSize: rs.LogicalSize, RawSize: rs.RawSize, StoredSize: rs.StoredSize, Chunks: rs.Chunks, Packs: rs.Packs}
 			}
 			if o.RawSize > 0 {
 				o.Dedup = float64(o.LogicalSize) / float64(o.RawSize)

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runup/runup/internal/checker"
-	"github.com/runup/runup/internal/progress"
 	"github.com/runup/runup/internal/repo"
 )
 
@@ -149,7 +148,7 @@ func runCheck(ctx context.Context, g *globals, readData bool, subset string) (*c
 	}
 	defer s.close()
 	var done, total atomic.Int64
-	line := progress.Start(g.stderr, !g.quiet && !g.json, func() string {
+	line := g.progressLine(func() string {
 		return fmt.Sprintf("check: read %d of %d packs", done.Load(), total.Load())
 	})
 	o.Progress = func(d, t int) { done.Store(int64(d)); total.Store(int64(t)) }

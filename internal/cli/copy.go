@@ -172,7 +172,7 @@ func copyJobs(ctx context.Context, g *globals, s *session, target *env, chosen [
 		if ok {
 			hp = &hint
 		}
-		line := progress.Start(g.stderr, !g.quiet && !g.json, func() string {
+		line := g.progressLine(func() string {
 			return fmt.Sprintf("copy job %d: %d chunks read (%s), %s added", j.Number, st.BlobsRead.Load(),
 				progress.Bytes(st.BytesRead.Load()), progress.Bytes(st.BytesAdded.Load()))
 		})

@@ -144,8 +144,9 @@ func (r *taskRunner) child(log *slog.Logger) *globals {
 		stdin: bytes.NewReader(nil), stdout: io.Discard, stderr: &logWriter{log: log}}
 }
 
-func (r *taskRunner) Run(ctx context.Context, t daemon.Task, log *slog.Logger) (daemon.Outcome, error) {
+func (r *taskRunner) Run(ctx context.Context, t daemon.Task, log *slog.Logger, onProgress func(string)) (daemon.Outcome, error) {
 	g := r.child(log)
+	g.onProgress = onProgress
 	defer g.stderr.(*logWriter).Flush()
 	if t.Kind != daemon.Backup {
 		// What forget removed and what check found belong in the log; a

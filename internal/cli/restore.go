@@ -154,7 +154,7 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 		rep := &reporter{g: g}
 		stats := &restorer.Stats{}
 		start := time.Now()
-		line := progress.Start(g.stderr, !g.quiet && !g.json, func() string {
+		line := g.progressLine(func() string {
 			return fmt.Sprintf("%s: %d files, %s of %s written (%s)", j.Project, stats.Files.Load(),
 				progress.Bytes(stats.BytesWritten.Load()), progress.Bytes(stats.BytesTotal.Load()),
 				progress.Rate(stats.BytesWritten.Load(), time.Since(start)))

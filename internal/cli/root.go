@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runup/runup/internal/backend"
+	"github.com/runup/runup/internal/progress"
 )
 
 // Version is set at build time with -ldflags "-X github.com/runup/runup/internal/cli.Version=…".
@@ -46,6 +47,19 @@ type globals struct {
 	mu      sync.Mutex
 	release func() // releases the repository lock held, if any
 	grace   time.Duration
+
+	// onProgress, when set, receives progress lines instead of the
+	// terminal (a task of the daemon, shown by the web UI).
+	onProgress func(string)
+}
+
+// progressLine shows render() as it changes: on the terminal, or to
+// onProgress; Stop ends it.
+func (g *globals) progressLine(render func() string) *progress.Line {
+	if g.onProgress != nil {
+		return progress.Watch(g.onProgress, render)
+	}
+	return progress.Start(g.stderr, !g.quiet && !g.json, render)
 }
 
 // setGrace gives the command longer than interruptGrace to stop after an

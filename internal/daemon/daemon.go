@@ -33,14 +33,32 @@ const (
 	Check  Kind = "check"
 )
 
+// Restore puts a job's files back; only the web UI queues it.
+const Restore Kind = "restore"
+
 // Task is one unit of work.
 type Task struct {
 	Kind    Kind
 	Project string // for Backup
+	// For Restore: the job, the path in it ("": all of it) and where to
+	// ("": in place).
+	Job      int
+	Path     string
+	Location string
 }
 
 func (t Task) String() string {
-	if t.Project != "" {
+	switch {
+	case t.Kind == Restore:
+		s := fmt.Sprintf("restore job %d", t.Job)
+		if t.Path != "" {
+			s += " " + t.Path
+		}
+		if t.Location != "" {
+			s += " to " + t.Location
+		}
+		return s
+	case t.Project != "":
 		return string(t.Kind) + " " + t.Project
 	}
 	return string(t.Kind)
@@ -70,8 +88,9 @@ type Outcome struct {
 // Runner does the work.
 type Runner interface {
 	// Run runs a task to its end; ctx ends when the daemon is stopped,
-	// and the task should then stop cleanly and soon.
-	Run(ctx context.Context, t Task, log *slog.Logger) (Outcome, error)
+	// and the task should then stop cleanly and soon. It may report its
+	// progress as one line, as often as it likes.
+	Run(ctx context.Context, t Task, log *slog.Logger, progress func(string)) (Outcome, error)
 	// LastRun is when the task last ran according to the repository (a
 	// backup's newest job), for a task the state file does not know.
 	// Zero means never: it is due at once.
@@ -87,17 +106,41 @@ type Daemon struct {
 	mu      sync.Mutex
 	plan    Plan
 	last    map[string]time.Time // by Task.String(): when it last started
-	queue   []Task
-	running *Running
+	queue   []*Run
+	running *Run
+	history []*Run // finished, newest last
+	nextID  int
 	wake    chan struct{}
 	started time.Time
 }
 
-// Running is the task in progress.
-type Running struct {
-	Task    Task
-	Started time.Time
+// Run is one run of a task: queued, running or finished.
+type Run struct {
+	ID        int
+	Task      Task
+	Requested bool // queued by Enqueue, not by the schedule
+	Queued    time.Time
+	Started   time.Time // zero while queued
+	Ended     time.Time // zero until finished
+	Result    string    // ResultSuccess, …; "" until finished
+	Error     string
+	Job       int
+	Summary   string
+	Progress  string    // the last progress line, while running
+	Lines     []LogLine // what it logged (at most maxLines, the last ones)
 }
+
+// LogLine is one event a run logged.
+type LogLine struct {
+	Time    time.Time
+	Level   string
+	Message string
+}
+
+const (
+	maxLines   = 300 // of a run kept for the web UI
+	maxHistory = 50  // finished runs kept
+)
 
 // New returns a daemon; state may be nil (nothing remembered).
 func New(runner Runner, log *slog.Logger, state *StateFile) *Daemon {
@@ -138,11 +181,11 @@ func (d *Daemon) Run(ctx context.Context, load func() (Plan, error), reload <-ch
 			lastBeat = now
 		}
 		d.queueDue(now)
-		if t, ok := d.next(); ok {
+		if run, ok := d.next(); ok {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				d.run(ctx, t)
+				d.run(ctx, run)
 				done <- struct{}{}
 			}()
 		}
@@ -204,7 +247,9 @@ func (d *Daemon) setPlan(ctx context.Context, p Plan) {
 		ask = append(ask, e.Task)
 	}
 	d.plan = p
-	d.queue = slices.DeleteFunc(d.queue, func(t Task) bool { return !known[t.String()] })
+	// Scheduled tasks no longer in the plan leave the queue; tasks queued
+	// by request stay.
+	d.queue = slices.DeleteFunc(d.queue, func(r *Run) bool { return !r.Requested && !known[r.Task.String()] })
 	d.mu.Unlock()
 	for _, t := range ask {
 		last, err := d.runner.LastRun(ctx, t)
@@ -232,31 +277,41 @@ func (d *Daemon) queueDue(now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, e := range d.plan.Entries {
-		if d.pending(e.Task) || !e.Schedule.Due(d.last[e.Task.String()], now) {
+		if d.pending(e.Task) != nil || !e.Schedule.Due(d.last[e.Task.String()], now) {
 			continue
 		}
-		d.queue = append(d.queue, e.Task)
+		d.nextID++
+		d.queue = append(d.queue, &Run{ID: d.nextID, Task: e.Task, Queued: now})
 		d.log.Info("due", "task", e.Task.String(), "queued", len(d.queue))
 	}
 }
 
-// pending reports whether t is queued or running; d.mu is held.
-func (d *Daemon) pending(t Task) bool {
-	return slices.Contains(d.queue, t) || d.running != nil && d.running.Task == t
+// pending is t's run if t is queued or running; d.mu is held.
+func (d *Daemon) pending(t Task) *Run {
+	for _, r := range d.queue {
+		if r.Task == t {
+			return r
+		}
+	}
+	if d.running != nil && d.running.Task == t {
+		return d.running
+	}
+	return nil
 }
 
 // next takes the first queued task if none is running.
-func (d *Daemon) next() (Task, bool) {
+func (d *Daemon) next() (*Run, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.running != nil || len(d.queue) == 0 {
-		return Task{}, false
+		return nil, false
 	}
-	t := d.queue[0]
+	r := d.queue[0]
 	d.queue = d.queue[1:]
-	d.running = &Running{Task: t, Started: time.Now()}
-	d.last[t.String()] = d.running.Started
-	return t, true
+	r.Started = time.Now()
+	d.running = r
+	d.last[r.Task.String()] = r.Started
+	return r, true
 }
 
 // untilNext is how long until the next task falls due.
@@ -265,7 +320,7 @@ func (d *Daemon) untilNext(now time.Time) time.Duration {
 	defer d.mu.Unlock()
 	wait := maxSleep
 	for _, e := range d.plan.Entries {
-		if d.pending(e.Task) {
+		if d.pending(e.Task) != nil {
 			continue
 		}
 		wait = min(wait, e.Schedule.NextRun(d.last[e.Task.String()], now).Sub(now))
@@ -273,29 +328,31 @@ func (d *Daemon) untilNext(now time.Time) time.Duration {
 	return max(wait, 0)
 }
 
-// Enqueue queues a task now (the web UI's "back up now"); false if it is
-// already queued or running.
-func (d *Daemon) Enqueue(t Task) bool {
+// Enqueue queues a task now (the web UI's "back up now") and returns its
+// run's ID; false if the task is already queued or running (the ID is
+// then that run's).
+func (d *Daemon) Enqueue(t Task) (int, bool) {
 	d.mu.Lock()
-	if d.pending(t) {
+	if r := d.pending(t); r != nil {
 		d.mu.Unlock()
-		return false
+		return r.ID, false
 	}
-	d.queue = append(d.queue, t)
+	d.nextID++
+	r := &Run{ID: d.nextID, Task: t, Queued: time.Now(), Requested: true}
+	d.queue = append(d.queue, r)
 	d.mu.Unlock()
 	d.log.Info("queued by request", "task", t.String())
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
-	return true
+	return r.ID, true
 }
 
-func (d *Daemon) run(ctx context.Context, t Task) {
-	d.mu.Lock()
-	start := d.running.Started
-	d.mu.Unlock()
-	log := d.log.With("task", t.String())
+func (d *Daemon) run(ctx context.Context, r *Run) {
+	t := r.Task
+	start := r.Started
+	log := slog.New(&teeHandler{inner: d.log.Handler(), d: d, run: r}).With("task", t.String())
 	log.Info("started")
 	d.state.Update(func(s *State) {
 		ts := s.Tasks[t.String()]
@@ -303,7 +360,11 @@ func (d *Daemon) run(ctx context.Context, t Task) {
 		ts.Running = true
 		s.Tasks[t.String()] = ts
 	})
-	out, err := d.safeRun(ctx, t, log)
+	out, err := d.safeRun(ctx, t, log, func(line string) {
+		d.mu.Lock()
+		r.Progress = line
+		d.mu.Unlock()
+	})
 	took := time.Since(start).Round(time.Millisecond)
 	result := ResultSuccess
 	switch {
@@ -339,19 +400,27 @@ func (d *Daemon) run(ctx context.Context, t Task) {
 		s.Tasks[t.String()] = ts
 	})
 	d.mu.Lock()
+	r.Ended, r.Result, r.Job, r.Summary, r.Progress = time.Now(), result, out.Job, out.Summary, ""
+	if err != nil {
+		r.Error = err.Error()
+	}
 	d.running = nil
+	d.history = append(d.history, r)
+	if len(d.history) > maxHistory {
+		d.history = slices.Delete(d.history, 0, len(d.history)-maxHistory)
+	}
 	d.mu.Unlock()
 }
 
 // safeRun turns a panic in a task into its failure: one bad task must not
 // end the schedule of the others.
-func (d *Daemon) safeRun(ctx context.Context, t Task, log *slog.Logger) (out Outcome, err error) {
+func (d *Daemon) safeRun(ctx context.Context, t Task, log *slog.Logger, progress func(string)) (out Outcome, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("internal error: %v", p)
 		}
 	}()
-	out, err = d.runner.Run(ctx, t, log)
+	out, err = d.runner.Run(ctx, t, log, progress)
 	if err == nil && ctx.Err() != nil {
 		err = errors.New("interrupted")
 	}
@@ -374,8 +443,9 @@ func (d *Daemon) beatStopped() {
 // Status is the daemon's view of its tasks, for the web UI.
 type Status struct {
 	Started time.Time
-	Running *Running
-	Queue   []Task
+	Running *Run
+	Queue   []Run
+	History []Run // newest first
 	Tasks   []TaskStatus
 }
 
@@ -393,10 +463,16 @@ func (d *Daemon) Status() Status {
 	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := Status{Started: d.started, Queue: slices.Clone(d.queue)}
+	s := Status{Started: d.started}
+	for _, r := range d.queue {
+		s.Queue = append(s.Queue, r.copy())
+	}
 	if d.running != nil {
-		r := *d.running
+		r := d.running.copy()
 		s.Running = &r
+	}
+	for i := len(d.history) - 1; i >= 0; i-- {
+		s.History = append(s.History, d.history[i].copy())
 	}
 	for _, e := range d.plan.Entries {
 		ts := TaskStatus{Task: e.Task, Schedule: e.Schedule.String(), TaskState: st.Tasks[e.Task.String()]}
@@ -404,4 +480,65 @@ func (d *Daemon) Status() Status {
 		s.Tasks = append(s.Tasks, ts)
 	}
 	return s
+}
+
+// copy is a snapshot of the run; d.mu is held.
+func (r *Run) copy() Run {
+	c := *r
+	c.Lines = slices.Clone(r.Lines)
+	return c
+}
+
+// Lookup returns the run with the given ID, queued, running or recent.
+func (d *Daemon) Lookup(id int) (Run, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running != nil && d.running.ID == id {
+		return d.running.copy(), true
+	}
+	for _, r := range d.queue {
+		if r.ID == id {
+			return r.copy(), true
+		}
+	}
+	for _, r := range d.history {
+		if r.ID == id {
+			return r.copy(), true
+		}
+	}
+	return Run{}, false
+}
+
+// teeHandler logs a run's events and keeps them with the run.
+type teeHandler struct {
+	inner slog.Handler
+	d     *Daemon
+	run   *Run
+}
+
+func (h *teeHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
+
+func (h *teeHandler) Handle(ctx context.Context, rec slog.Record) error {
+	msg := rec.Message
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key != "task" {
+			msg += " " + a.Key + "=" + a.Value.String()
+		}
+		return true
+	})
+	h.d.mu.Lock()
+	h.run.Lines = append(h.run.Lines, LogLine{Time: rec.Time, Level: rec.Level.String(), Message: msg})
+	if len(h.run.Lines) > maxLines {
+		h.run.Lines = slices.Delete(h.run.Lines, 0, len(h.run.Lines)-maxLines)
+	}
+	h.d.mu.Unlock()
+	return h.inner.Handle(ctx, rec)
+}
+
+func (h *teeHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &teeHandler{inner: h.inner.WithAttrs(attrs), d: h.d, run: h.run}
+}
+
+func (h *teeHandler) WithGroup(name string) slog.Handler {
+	return &teeHandler{inner: h.inner.WithGroup(name), d: h.d, run: h.run}
 }

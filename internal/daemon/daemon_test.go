@@ -24,7 +24,8 @@ type fakeRunner struct {
 	work    func(ctx context.Context, t Task) error
 }
 
-func (f *fakeRunner) Run(ctx context.Context, t Task, log *slog.Logger) (Outcome, error) {
+func (f *fakeRunner) Run(ctx context.Context, t Task, log *slog.Logger, progress func(string)) (Outcome, error) {
+	progress("working on " + t.String())
 	f.mu.Lock()
 	f.active++
 	if f.active > 1 {
@@ -278,20 +279,39 @@ func TestEnqueue(t *testing.T) {
 	now := time.Now()
 	r.last = map[string]time.Time{"backup slow": now, "backup quick": now}
 	h := start(t, r, Plan{Entries: []Entry{entry(t, Backup, "slow", "@daily"), entry(t, Backup, "quick", "@daily")}}, nil)
-	if !h.d.Enqueue(Task{Kind: Backup, Project: "slow"}) {
+	id, ok := h.d.Enqueue(Task{Kind: Backup, Project: "slow"})
+	if !ok {
 		t.Fatal("not queued")
 	}
 	waitFor(t, "the slow task to run", func() bool { return r.count("backup slow") == 1 })
-	if h.d.Enqueue(Task{Kind: Backup, Project: "slow"}) {
+	if again, ok := h.d.Enqueue(Task{Kind: Backup, Project: "slow"}); ok || again != id {
 		t.Fatal("a running task was queued again")
 	}
-	if !h.d.Enqueue(Task{Kind: Check}) || h.d.Enqueue(Task{Kind: Check}) {
+	checkID, ok := h.d.Enqueue(Task{Kind: Check})
+	if _, again := h.d.Enqueue(Task{Kind: Check}); !ok || again {
 		t.Fatal("check queued wrong")
 	}
+	restore := Task{Kind: Restore, Job: 3, Path: "www/index.html", Location: "/tmp/x"}
+	if restore.String() != "restore job 3 www/index.html to /tmp/x" {
+		t.Fatal(restore.String())
+	}
+	waitFor(t, "progress", func() bool {
+		st := h.d.Status()
+		return st.Running != nil && st.Running.Progress == "working on backup slow"
+	})
 	st := h.d.Status()
-	if st.Running == nil || st.Running.Task.Project != "slow" || len(st.Queue) != 1 || len(st.Tasks) != 2 {
+	if st.Running == nil || st.Running.ID != id || st.Running.Task.Project != "slow" || len(st.Queue) != 1 || len(st.Tasks) != 2 {
 		t.Fatalf("status %+v", st)
 	}
 	close(block)
 	waitFor(t, "the check", func() bool { return r.count("check") == 1 })
+	waitFor(t, "the check's end", func() bool { run, ok := h.d.Lookup(checkID); return ok && run.Result == ResultSuccess })
+	run, _ := h.d.Lookup(id)
+	if run.Result != ResultSuccess || run.Ended.IsZero() || len(run.Lines) < 2 || run.Lines[0].Message != "started" ||
+		!strings.HasPrefix(run.Lines[len(run.Lines)-1].Message, "finished") {
+		t.Fatalf("run %+v", run)
+	}
+	if hist := h.d.Status().History; len(hist) != 2 || hist[0].ID != checkID {
+		t.Fatalf("history %+v", hist)
+	}
 }

@@ -61,6 +61,27 @@ func Start(f io.Writer, enabled bool, render func() string) *Line {
 	return l
 }
 
+// Watch calls fn with render() every half second until stopped: progress
+// for a program rather than a terminal (the web UI of the daemon).
+func Watch(fn func(string), render func() string) *Line {
+	l := &Line{render: render, stop: make(chan struct{})}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-t.C:
+				fn(l.render())
+			}
+		}
+	}()
+	return l
+}
+
 // Stop clears the line.
 func (l *Line) Stop() {
 	select {

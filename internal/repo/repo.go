@@ -528,3 +528,13 @@ func (r *Repository) loadSealed(ctx context.Context, h backend.Handle) ([]byte, 
 	}
 	return plain, nil
 }
+
+// PackSizes counts the pack files and the bytes they take.
+func (r *Repository) PackSizes(ctx context.Context) (packs int, size int64, err error) {
+	err = r.be.List(ctx, backend.Data, func(fi backend.FileInfo) error {
+		packs++
+		size += fi.Size
+		return nil
+	})
+	return packs, size, err
+}
