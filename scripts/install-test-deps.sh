@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the tests need and the machine lacks: staticcheck, and the
-# real servers the tests start on 127.0.0.1 (versitygw, an S3 gateway;
-# OpenSSH's sshd; PostgreSQL for the database dump tests). Safe to run
-# again: it installs only what is missing.
+# Installs what the tests need and the machine lacks: staticcheck; the real
+# servers the tests start on 127.0.0.1 (versitygw, an S3 gateway; OpenSSH's
+# sshd; PostgreSQL for the database dump tests); Chromium, the browser the
+# web UI is tested in; and fuse3 for the mount tests. Safe to run again: it
+# installs only what is missing.
 set -euo pipefail
 export PATH="$PATH:$(go env GOPATH)/bin"
 
@@ -20,6 +21,12 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; then
 fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
   apt_packages+=(postgresql) # database dump tests
+fi
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  apt_packages+=(chromium) # web UI tests
+fi
+if ! command -v fusermount3 >/dev/null; then
+  apt_packages+=(fuse3) # mount tests
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "installing ${apt_packages[*]}"

@@ -5,6 +5,7 @@ package browse
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"context"
 	"errors"
 	"fmt"
@@ -278,6 +279,56 @@ func Dump(ctx context.Context, r *repo.Repository, n *tree.Node, name string, w 
 		return err
 	}
 	return tw.Close()
+}
+
+// Zip writes a directory as a zip stream: files (deflated), directories and
+// symbolic links, with their modes and times.
+func Zip(ctx context.Context, r *repo.Repository, n *tree.Node, name string, w io.Writer) error {
+	if n.Type != tree.Dir {
+		return fmt.Errorf("%s is a %s, not a directory", name, n.Type)
+	}
+	zw := zip.NewWriter(w)
+	base := strings.Trim(name, "/")
+	err := Walk(ctx, r, n.Subtree, base, func(p string, c *tree.Node) error {
+		h := &zip.FileHeader{Name: p, Modified: c.MTime.Time()}
+		mode := fs.FileMode(c.Mode & 0o777)
+		switch c.Type {
+		case tree.File:
+			h.Method = zip.Deflate
+			h.UncompressedSize64 = c.Size
+		case tree.Dir:
+			h.Name += "/"
+			mode |= fs.ModeDir
+		case tree.Symlink:
+			mode |= fs.ModeSymlink
+		default:
+			return nil
+		}
+		h.SetMode(mode)
+		fw, err := zw.CreateHeader(h)
+		if err != nil {
+			return err
+		}
+		switch c.Type {
+		case tree.File:
+			return writeContent(ctx, r, c, fw)
+		case tree.Symlink:
+			_, err = io.WriteString(fw, c.Target)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+// WriteFile writes a file's content to w.
+func WriteFile(ctx context.Context, r *repo.Repository, n *tree.Node, w io.Writer) error {
+	if n.Type != tree.File {
+		return fmt.Errorf("%s is a %s, not a file", n.Name, n.Type)
+	}
+	return writeContent(ctx, r, n, w)
 }
 
 func writeContent(ctx context.Context, r *repo.Repository, n *tree.Node, w io.Writer) error {

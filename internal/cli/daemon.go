@@ -26,6 +26,8 @@ import (
 const daemonLockWait = 10 * time.Minute
 
 func newDaemon(g *globals) *cobra.Command {
+	var ui string
+	var uf uiFlags
 	c := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the schedules of runup.yaml: backups, maintenance, hooks, notifications",
@@ -44,13 +46,15 @@ task cleanly (its after hooks still run) and exits.
 'runup schedule status' shows each task's last run and next run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDaemon(cmd.Context(), g)
+			return runDaemon(cmd.Context(), g, ui, uf)
 		},
 	}
+	c.Flags().StringVar(&ui, "ui", "", "also serve the web UI on this address (e.g. "+DefaultUIAddr+"), with the schedules' state")
+	uf.add(c)
 	return c
 }
 
-func runDaemon(ctx context.Context, g *globals) error {
+func runDaemon(ctx context.Context, g *globals, ui string, uf uiFlags) error {
 	e, err := g.loadEnv()
 	if err != nil {
 		return err
@@ -89,6 +93,19 @@ func runDaemon(ctx context.Context, g *globals) error {
 	// The running task's after hooks still run when stopped.
 	g.setGrace(hooks.AfterGrace + 2*interruptGrace)
 	d := daemon.New(&taskRunner{g: g}, log, state)
+	if ui != "" {
+		b, err := newUIBackend(ctx, g, e)
+		if err != nil {
+			return err
+		}
+		defer b.close()
+		b.d = d
+		stop, err := serveUI(ctx, g, b, d, ui, uf, true)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	reload := make(chan os.Signal, 1)
 	stop := notifyReload(reload)
 	defer stop()
@@ -141,6 +158,7 @@ func (r *taskRunner) child(log *slog.Logger) *globals {
 	}
 	return &globals{context: p.context, verbose: p.verbose, repo: p.repo, passwordFile: p.passwordFile,
 		lockWait: lockWait, timeout: p.timeout, connections: p.connections, cacheDir: p.cacheDir, noCache: p.noCache,
+		passwordOverride: p.passwordOverride,
 		stdin: bytes.NewReader(nil), stdout: io.Discard, stderr: &logWriter{log: log}}
 }
 
@@ -178,6 +196,19 @@ func (r *taskRunner) Run(ctx context.Context, t daemon.Task, log *slog.Logger, o
 			err = runPrune2(ctx, g)
 		}
 		return daemon.Outcome{}, err
+	case daemon.Restore:
+		o := restoreOptions{job: t.Job, location: t.Location, force: true}
+		if t.Path != "" {
+			// The path itself and, for a folder, what is below it.
+			o.include = []string{globEscape(t.Path)}
+		}
+		res, err := runRestore(ctx, g, o, nil)
+		var out daemon.Outcome
+		for _, r := range res {
+			out.Summary = fmt.Sprintf("%d files (%d already up to date), %d folders, %s restored into %s",
+				r.Files, r.Skipped, r.Dirs, progress.Bytes(r.Bytes), r.Location)
+		}
+		return out, err
 	case daemon.Check:
 		cfg, err := config.Load(g.context)
 		if err != nil {
@@ -304,4 +335,16 @@ func (w *logWriter) line(s string) {
 	default:
 		w.log.Info(s)
 	}
+}
+
+// globEscape makes a path a pattern that matches only itself.
+func globEscape(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`*?[]{}\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

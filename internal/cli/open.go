@@ -197,6 +197,9 @@ func (e *env) password() ([]byte, error) {
 	if e.passwordFn != nil {
 		return e.passwordFn()
 	}
+	if e.g.passwordOverride != nil {
+		return e.g.passwordOverride, nil
+	}
 	if pw, ok := os.LookupEnv("RUNUP_PASSWORD"); ok && pw != "" {
 		return []byte(pw), nil
 	}

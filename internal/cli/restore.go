@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,7 +38,8 @@ or under --location. Files of the job are overwritten unless they already
 hold the same content; files created after the job are left alone.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runRestore(cmd, g, o, args)
+			_, err := runRestore(cmd.Context(), g, o, args)
+			return err
 		},
 	}
 	f := c.Flags()
@@ -57,18 +59,19 @@ type restoreResult struct {
 	restorer.Result
 }
 
-func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string) error {
-	ctx := cmd.Context()
+// runRestore restores and returns what it restored.
+func runRestore(ctx context.Context, g *globals, o restoreOptions, args []string) ([]restoreResult, error) {
+	var results []restoreResult
 	if o.job < 0 {
-		return usageErr(fmt.Errorf("--job %d: job numbers start at 1 (0 means the latest)", o.job))
+		return nil, usageErr(fmt.Errorf("--job %d: job numbers start at 1 (0 means the latest)", o.job))
 	}
 	e, err := g.loadEnv()
 	if err != nil {
-		return err
+		return results, err
 	}
 	r, err := e.open(ctx, repo.Options{}, readLock, "restore")
 	if err != nil {
-		return err
+		return results, err
 	}
 	defer r.close()
 	// Lost index files must not make intact data unreachable: the first
@@ -91,27 +94,26 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 	}
 	jobs, problems, err := r.Jobs(ctx)
 	if err != nil {
-		return err
+		return results, err
 	}
 	for _, p := range problems {
 		fmt.Fprintf(g.stderr, "warning: %v\n", p)
 	}
 	selected, err := e.selectJobs(jobs, args, o.job)
 	if err != nil {
-		return err
+		return results, err
 	}
 	cleared := map[string]bool{}
-	var results []restoreResult
 	failed, damaged := 0, 0
 	for _, j := range selected {
 		dest, err := e.restoreTarget(j, o.location)
 		if err != nil {
-			return err
+			return results, err
 		}
 		if d := e.localRepoDir(); d != "" {
 			for _, p := range dest.clear() {
 				if within(p, d) {
-					return usageErr(fmt.Errorf("location %s is inside the repository; choose another", p))
+					return results, usageErr(fmt.Errorf("location %s is inside the repository; choose another", p))
 				}
 			}
 		}
@@ -120,19 +122,19 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 				j.Time.Local().Format("2006-01-02 15:04"), dest.describe())
 			ok, err := confirm(g, q, true)
 			if err != nil {
-				return err
+				return results, err
 			}
 			if !ok {
-				return errors.New("restore cancelled; nothing was changed")
+				return results, errors.New("restore cancelled; nothing was changed")
 			}
 			if o.clearLocation {
 				ok, err := confirm(g, fmt.Sprintf("--clear-location first DELETES everything in %s (but the repository and runup.yaml). Delete? [y/N] ",
 					strings.Join(dest.clear(), ", ")), false)
 				if err != nil {
-					return err
+					return results, err
 				}
 				if !ok {
-					return errors.New("restore cancelled; nothing was changed")
+					return results, errors.New("restore cancelled; nothing was changed")
 				}
 			}
 		}
@@ -146,7 +148,7 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 					continue
 				}
 				if err := restorer.ClearLocation(p, keep); err != nil {
-					return err
+					return results, err
 				}
 				cleared[p] = true
 			}
@@ -163,7 +165,7 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 			Include: o.include, Exclude: o.exclude, Reporter: rep, Stats: stats, Workers: e.readers(), FindMissing: findMissing})
 		line.Stop()
 		if err != nil {
-			return fmt.Errorf("restore of job %d: %w", j.Number, err)
+			return results, fmt.Errorf("restore of job %d: %w", j.Number, err)
 		}
 		results = append(results, restoreResult{Job: j.Number, Project: j.Project, Location: dest.root, Result: res})
 		where := dest.describe()
@@ -184,16 +186,16 @@ func runRestore(cmd *cobra.Command, g *globals, o restoreOptions, args []string)
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(results); err != nil {
-			return err
+			return results, err
 		}
 	}
 	if damaged > 0 {
-		return withCode(ExitDamaged, fmt.Errorf("%d entries could not be restored correctly, %d of them because of damaged repository data (named above; run 'runup check')", failed, damaged))
+		return results, withCode(ExitDamaged, fmt.Errorf("%d entries could not be restored correctly, %d of them because of damaged repository data (named above; run 'runup check')", failed, damaged))
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d entries could not be restored correctly (named above)", failed)
+		return results, fmt.Errorf("%d entries could not be restored correctly (named above)", failed)
 	}
-	return nil
+	return results, nil
 }
 
 // restoreDest is where a job is restored: the directory its root stands

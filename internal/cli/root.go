@@ -51,6 +51,9 @@ type globals struct {
 	// onProgress, when set, receives progress lines instead of the
 	// terminal (a task of the daemon, shown by the web UI).
 	onProgress func(string)
+	// passwordOverride is a password asked for once at a prompt, for
+	// the tasks of 'runup ui'.
+	passwordOverride []byte
 }
 
 // progressLine shows render() as it changes: on the terminal, or to
@@ -199,7 +202,7 @@ ones store only new or changed data, yet every job restores as a full backup.`,
 	}
 	root.AddCommand(newInit(g), newBackup(g), newRestore(g), newJobs(g), newLs(g), newDump(g), newDiff(g), newFind(g),
 		newStats(g), newTag(g), newForget(g), newPrune(g), newCheck(g), newRepair(g), newUnlock(g), newKnown(g), newMigrate(g),
-		newCopy(g), newDaemon(g), newSchedule(g), newMount(g))
+		newCopy(g), newDaemon(g), newSchedule(g), newMount(g), newUI(g))
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)
 	}

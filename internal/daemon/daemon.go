@@ -516,7 +516,9 @@ type teeHandler struct {
 	run   *Run
 }
 
-func (h *teeHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
+// Enabled is true for every level: a run keeps all its events, whatever
+// the daemon's log shows.
+func (h *teeHandler) Enabled(ctx context.Context, l slog.Level) bool { return true }
 
 func (h *teeHandler) Handle(ctx context.Context, rec slog.Record) error {
 	msg := rec.Message
@@ -532,6 +534,9 @@ func (h *teeHandler) Handle(ctx context.Context, rec slog.Record) error {
 		h.run.Lines = slices.Delete(h.run.Lines, 0, len(h.run.Lines)-maxLines)
 	}
 	h.d.mu.Unlock()
+	if !h.inner.Enabled(ctx, rec.Level) {
+		return nil
+	}
 	return h.inner.Handle(ctx, rec)
 }
 
