@@ -159,7 +159,7 @@ func (r *taskRunner) child(log *slog.Logger) *globals {
 	return &globals{context: p.context, verbose: p.verbose, repo: p.repo, passwordFile: p.passwordFile,
 		lockWait: lockWait, timeout: p.timeout, connections: p.connections, cacheDir: p.cacheDir, noCache: p.noCache,
 		passwordOverride: p.passwordOverride,
-		stdin: bytes.NewReader(nil), stdout: io.Discard, stderr: &logWriter{log: log}}
+		stdin:            bytes.NewReader(nil), stdout: io.Discard, stderr: &logWriter{log: log}}
 }
 
 func (r *taskRunner) Run(ctx context.Context, t daemon.Task, log *slog.Logger, onProgress func(string)) (daemon.Outcome, error) {
