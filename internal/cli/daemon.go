@@ -156,10 +156,11 @@ func (r *taskRunner) child(log *slog.Logger) *globals {
 	if lockWait == 0 {
 		lockWait = daemonLockWait
 	}
-	return &globals{context: p.context, verbose: p.verbose, repo: p.repo, passwordFile: p.passwordFile,
+	return &globals{
+		context: p.context, verbose: p.verbose, repo: p.repo, passwordFile: p.passwordFile, passwordOverride: p.passwordOverride,
 		lockWait: lockWait, timeout: p.timeout, connections: p.connections, cacheDir: p.cacheDir, noCache: p.noCache,
-		passwordOverride: p.passwordOverride,
-		stdin:            bytes.NewReader(nil), stdout: io.Discard, stderr: &logWriter{log: log}}
+		stdin: bytes.NewReader(nil), stdout: io.Discard, stderr: &logWriter{log: log},
+	}
 }
 
 func (r *taskRunner) Run(ctx context.Context, t daemon.Task, log *slog.Logger, onProgress func(string)) (daemon.Outcome, error) {
