@@ -39,7 +39,7 @@ func mounted(dir string) bool {
 type mountProc struct {
 	cmd  *exec.Cmd
 	dir  string
-	out  *bytes.Buffer
+	out  *syncBuf
 	done chan error
 }
 
@@ -47,7 +47,7 @@ func startMount(t *testing.T, dir, mnt string, args ...string) *mountProc {
 	t.Helper()
 	cmd := exec.Command(runupBin(), append([]string{"mount", mnt}, args...)...)
 	cmd.Dir = dir
-	out := &bytes.Buffer{}
+	out := &syncBuf{}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -55,10 +55,12 @@ func startMount(t *testing.T, dir, mnt string, args ...string) *mountProc {
 	}
 	m := &mountProc{cmd: cmd, dir: mnt, out: out, done: make(chan error, 1)}
 	ready := make(chan struct{})
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			out.WriteString(sc.Text() + "\n")
+			out.write(sc.Text() + "\n")
 			if strings.HasPrefix(sc.Text(), "Mounted ") {
 				close(ready)
 			}
@@ -67,6 +69,7 @@ func startMount(t *testing.T, dir, mnt string, args ...string) *mountProc {
 	go func() {
 		err := cmd.Wait()
 		pw.Close()
+		<-scanned // all output is in out before done says the process ended
 		m.done <- err
 	}()
 	t.Cleanup(func() {

@@ -284,13 +284,13 @@ func TestConcurrentS3Backups(t *testing.T) {
 		}
 	}
 	var st struct {
-		StoredSize int64 `json:"stored_size"`
+		PackSize int64 `json:"pack_size"`
 	}
 	if err := json.Unmarshal([]byte(runIn(t, runupBin(), dirs[0], env, 0, "--repo", loc, "stats", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
-	if unique := int64(len(shared) + 12<<20); st.StoredSize > unique+unique/50 {
-		t.Fatalf("stored %d bytes for %d bytes of unique data: the shared data is stored twice", st.StoredSize, unique)
+	if unique := int64(len(shared) + 12<<20); st.PackSize > unique+unique/50 {
+		t.Fatalf("stored %d bytes for %d bytes of unique data: the shared data is stored twice", st.PackSize, unique)
 	}
 }
 

@@ -52,6 +52,12 @@ func (s *syncBuf) write(line string) {
 	s.mu.Unlock()
 }
 
+// Write lets a syncBuf be a command's output while the test reads it.
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.write(string(p))
+	return len(p), nil
+}
+
 func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -84,15 +90,16 @@ func startUI(t *testing.T, dir string, env []string, args ...string) *uiProc {
 			}
 		}
 	}()
-	go func() { cmd.Wait(); pw.Close() }()
+	// One goroutine waits for the process: two callers of Wait race.
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); pw.Close(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill()
+			<-exited
 		}
 	})
 	select {
@@ -431,8 +438,8 @@ func TestUISecurity(t *testing.T) {
 	os.WriteFile(pwFile, []byte("correct horse\n"), 0o600)
 	cmd := exec.Command(runupBin(), "ui", "--listen", addr, "--ui-password-file", pwFile)
 	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &syncBuf{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

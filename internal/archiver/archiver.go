@@ -21,6 +21,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -105,10 +106,10 @@ type archiver struct {
 }
 
 type fileTask struct {
-	abs   string
-	node  *tree.Node
-	wg    *sync.WaitGroup
-	isNew bool
+	abs  string
+	node *tree.Node
+	wg   *sync.WaitGroup
+	old  *tree.Node // the parent job's entry, if any
 }
 
 type blobTask struct {
@@ -319,8 +320,10 @@ func (a *archiver) walkRoot(rootID *crypto.ID) {
 		return real
 	}
 	mark(root)
+	// With Force the parent is still read: not to skip files, but to say
+	// which are new, changed or unchanged.
 	var oldRoot *tree.Tree
-	if a.o.Parent != nil && !a.o.Force {
+	if a.o.Parent != nil {
 		oldRoot = a.loadOld(a.o.Base, a.o.Parent.Tree)
 	}
 	dt := &dirTask{abs: a.o.Base, root: rootID}
@@ -489,7 +492,7 @@ func (a *archiver) addEntry(dt *dirTask, abs string, fi fs.FileInfo, old *tree.N
 		}
 		dt.files.Add(1)
 		select {
-		case a.files <- &fileTask{abs: abs, node: n, wg: &dt.files, isNew: old == nil}:
+		case a.files <- &fileTask{abs: abs, node: n, wg: &dt.files, old: old}:
 		case <-a.ctx.Done():
 			dt.files.Done()
 		}
@@ -498,7 +501,7 @@ func (a *archiver) addEntry(dt *dirTask, abs string, fi fs.FileInfo, old *tree.N
 		a.o.Stats.Dirs.Add(1)
 		sub := &dirTask{abs: abs, node: n}
 		var oldSub *tree.Tree
-		if old != nil && old.Type == tree.Dir && !a.o.Force {
+		if old != nil && old.Type == tree.Dir {
 			oldSub = a.loadOld(abs, old.Subtree)
 		}
 		a.listDir(sub, oldSub, a.o.Filter.enter(ign, abs))
@@ -657,9 +660,13 @@ func (a *archiver) saveFile(ch *lazyChunker, t *fileTask) {
 	}
 	n.Size = uint64(read)
 	n.Content = content
-	if t.isNew {
+	switch {
+	case t.old == nil || t.old.Type != tree.File:
 		a.filesNew.Add(1)
-	} else {
+	case slices.Equal(t.old.Content, content):
+		// Read again (--force, or its times changed) to the same content.
+		a.filesUnchanged.Add(1)
+	default:
 		a.filesChanged.Add(1)
 	}
 }

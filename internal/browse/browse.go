@@ -499,12 +499,14 @@ func Find(ctx context.Context, r *repo.Repository, jobs []*repo.Job, pattern str
 
 // RepoStats are a repository's sizes.
 type RepoStats struct {
-	Jobs        int
-	LogicalSize int64 // all files of all jobs
-	RawSize     int64 // distinct chunks, uncompressed
-	StoredSize  int64 // what the packs take
-	Chunks      int
-	Packs       int
+	Jobs        int   `json:"jobs"`
+	LogicalSize int64 `json:"logical_size"` // all files of all jobs
+	Chunks      int   `json:"chunks"`       // distinct data chunks
+	RawSize     int64 `json:"raw_size"`     // distinct data chunks, uncompressed
+	StoredSize  int64 `json:"stored_size"`  // those chunks as stored (a group once)
+	TreeSize    int64 `json:"tree_size"`    // the folders' listings, as stored
+	Packs       int   `json:"packs"`
+	PackSize    int64 `json:"pack_size"` // what the pack files take
 }
 
 // Dedup is how many times the logical size the distinct data is.
@@ -515,7 +517,7 @@ func (s RepoStats) Dedup() float64 {
 	return float64(s.LogicalSize) / float64(s.RawSize)
 }
 
-// Compression is how much smaller the stored data is than the distinct data.
+// Compression is how much smaller the distinct data is as stored.
 func (s RepoStats) Compression() float64 {
 	if s.StoredSize == 0 {
 		return 0
@@ -523,19 +525,43 @@ func (s RepoStats) Compression() float64 {
 	return float64(s.RawSize) / float64(s.StoredSize)
 }
 
+// Other is what the packs hold beyond the distinct data and listings:
+// headers, and duplicates or data no job uses (which prune reclaims).
+func (s RepoStats) Other() int64 { return max(0, s.PackSize-s.StoredSize-s.TreeSize) }
+
 // RepositoryStats measures the repository: the jobs' logical size, the
-// index's distinct chunks, and what the packs take (duplicates and unused
-// data included: what prune can reclaim shows here).
+// index's distinct chunks and what they take as stored, and what the packs
+// take (duplicates and unused data included).
 func RepositoryStats(ctx context.Context, r *repo.Repository, jobs []*repo.Job) (RepoStats, error) {
 	s := RepoStats{Jobs: len(jobs)}
 	for _, j := range jobs {
 		s.LogicalSize += j.Summary.BytesTotal
 	}
+	type place struct {
+		pack   crypto.ID
+		offset uint32
+	}
+	groups := map[place]bool{}
 	r.Index().Each(func(loc index.Location) {
+		if loc.Type == pack.Tree {
+			s.TreeSize += int64(loc.Length)
+			return
+		}
 		s.Chunks++
 		s.RawSize += int64(loc.RawLen)
+		if loc.Grouped() {
+			// Members share their group's bytes: count them once.
+			if groups[place{loc.PackID, loc.Offset}] {
+				return
+			}
+			groups[place{loc.PackID, loc.Offset}] = true
+		}
+		s.StoredSize += int64(loc.Length)
 	})
+	if err := r.Index().Err(); err != nil {
+		return s, err
+	}
 	var err error
-	s.Packs, s.StoredSize, err = r.PackSizes(ctx)
+	s.Packs, s.PackSize, err = r.PackSizes(ctx)
 	return s, err
 }

@@ -138,6 +138,10 @@ func newDump(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("job %d: %w", j.Number, err)
 			}
+			if n.Type == tree.Dir && progress.IsTerminal(g.stdout) {
+				// As tar does: a tar stream is no use on a screen.
+				return usageErr(fmt.Errorf("%s is a folder, dumped as a tar stream: refusing to write it to a terminal; redirect it ('> %s.tar') or pipe it ('| tar -t')", args[1], path.Base("/"+strings.Trim(args[1], "/"))))
+			}
 			return browse.Dump(ctx, s.Repository, n, args[1], g.stdout)
 		},
 	}
@@ -267,6 +271,13 @@ without '/' matches file names; with '/', whole paths inside the job.`,
 	return c
 }
 
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
 func newStats(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "stats [JOB]",
@@ -279,18 +290,6 @@ func newStats(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.close()
-			type out struct {
-				Job         int     `json:"job,omitempty"`
-				Jobs        int     `json:"jobs"`
-				LogicalSize int64   `json:"logical_size"`
-				RawSize     int64   `json:"raw_size"`
-				StoredSize  int64   `json:"stored_size"`
-				Chunks      int     `json:"chunks"`
-				Packs       int     `json:"packs"`
-				Dedup       float64 `json:"dedup_ratio"`
-				Compression float64 `json:"compression_ratio"`
-			}
-			var o out
 			if len(args) == 1 {
 				j, err := resolveJob(jobs, args[0])
 				if err != nil {
@@ -300,31 +299,41 @@ func newStats(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				o = out{Job: j.Number, Jobs: 1, LogicalSize: st.LogicalSize, RawSize: st.RawSize, StoredSize: st.StoredSize, Chunks: st.Chunks, Packs: st.Packs}
-			} else {
-				rs, err := browse.RepositoryStats(ctx, s.Repository, jobs)
-				if err != nil {
-					return err
+				o := struct {
+					Job int `json:"job"`
+					*browse.JobStats
+					Dedup       float64 `json:"dedup_ratio"`
+					Compression float64 `json:"compression_ratio"`
+				}{Job: j.Number, JobStats: st, Dedup: ratio(st.LogicalSize, st.RawSize), Compression: ratio(st.RawSize, st.StoredSize)}
+				if g.json {
+					return writeJSON(g, o)
 				}
-				o = out{Jobs: rs.Jobs, LogicalSize: rs.LogicalSize, RawSize: rs.RawSize, StoredSize: rs.StoredSize, Chunks: rs.Chunks, Packs: rs.Packs}
+				g.printf("Job %d\n", j.Number)
+				g.printf("  logical size:      %s in %d files\n", progress.Bytes(st.LogicalSize), st.Files)
+				g.printf("  distinct data:     %s in %d chunks (dedup ratio %.2f)\n", progress.Bytes(st.RawSize), st.Chunks, o.Dedup)
+				g.printf("  stored:            %s in %d packs (compression ratio %.2f)\n", progress.Bytes(st.StoredSize), st.Packs, o.Compression)
+				return nil
 			}
-			if o.RawSize > 0 {
-				o.Dedup = float64(o.LogicalSize) / float64(o.RawSize)
-			}
-			if o.StoredSize > 0 {
-				o.Compression = float64(o.RawSize) / float64(o.StoredSize)
+			rs, err := browse.RepositoryStats(ctx, s.Repository, jobs)
+			if err != nil {
+				return err
 			}
 			if g.json {
-				return writeJSON(g, o)
+				return writeJSON(g, struct {
+					browse.RepoStats
+					Dedup       float64 `json:"dedup_ratio"`
+					Compression float64 `json:"compression_ratio"`
+				}{rs, rs.Dedup(), rs.Compression()})
 			}
-			if o.Job > 0 {
-				g.printf("Job %d\n", o.Job)
-			} else {
-				g.printf("Repository: %d jobs\n", o.Jobs)
+			g.printf("Repository: %d jobs\n", rs.Jobs)
+			g.printf("  logical size:      %s (all files of all jobs)\n", progress.Bytes(rs.LogicalSize))
+			g.printf("  distinct data:     %s in %d chunks (dedup ratio %.2f)\n", progress.Bytes(rs.RawSize), rs.Chunks, rs.Dedup())
+			g.printf("  stored:            %s (compression ratio %.2f), and %s of folder listings\n", progress.Bytes(rs.StoredSize), rs.Compression(), progress.Bytes(rs.TreeSize))
+			g.printf("  packs:             %s in %d packs", progress.Bytes(rs.PackSize), rs.Packs)
+			if other := rs.Other(); other > rs.PackSize/50 {
+				g.printf(", of which %s are headers, duplicates or data no job uses ('runup prune' reclaims what is unused)", progress.Bytes(other))
 			}
-			g.printf("  logical size:      %s (all files of the job%s)\n", progress.Bytes(o.LogicalSize), map[bool]string{true: "", false: "s"}[o.Job > 0])
-			g.printf("  unique data:       %s in %d chunks (dedup ratio %.2f)\n", progress.Bytes(o.RawSize), o.Chunks, o.Dedup)
-			g.printf("  stored:            %s in %d packs (compression ratio %.2f)\n", progress.Bytes(o.StoredSize), o.Packs, o.Compression)
+			g.printf("\n")
 			return nil
 		},
 	}

@@ -167,8 +167,21 @@ func runCheck(ctx context.Context, g *globals, readData bool, subset string) (*c
 		printReport(g, rep)
 	}
 	if !rep.OK() {
-		return rep, withCode(ExitDamaged, fmt.Errorf("check found %d problem(s); %d file(s) in %d job(s) affected",
-			len(rep.Problems), len(rep.Affected), len(rep.DamagedJobs)))
+		var found []string
+		if n := len(rep.Problems); n > 0 {
+			found = append(found, plural(n, "problem", "problems"))
+		}
+		if n := len(rep.Affected); n > 0 {
+			found = append(found, fmt.Sprintf("%s damaged in %s", plural(n, "file", "files"), plural(len(rep.DamagedJobs), "job", "jobs")))
+		}
+		return rep, withCode(ExitDamaged, fmt.Errorf("check found %s (listed above): 'runup repair index' if index files are damaged; damaged data is lost unless a copy has it", strings.Join(found, " and ")))
 	}
 	return rep, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

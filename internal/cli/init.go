@@ -40,6 +40,9 @@ is still verified by its hash.`,
 				if pw == nil {
 					return withCode(ExitPassword, errors.New("--encrypt needs a terminal to ask for the password; or set RUNUP_PASSWORD or --password-file"))
 				}
+				if len(pw) == 0 {
+					return withCode(ExitPassword, errors.New("the password is empty: an encrypted repository needs one; nothing was created"))
+				}
 				again, err := promptPassword("Repeat the password: ")
 				if err != nil {
 					return err
@@ -49,7 +52,7 @@ is still verified by its hash.`,
 				}
 			}
 			if pw != nil && len(pw) == 0 {
-				return withCode(ExitPassword, errors.New("the password is empty"))
+				return withCode(ExitPassword, errors.New("the password is empty: an encrypted repository needs one; nothing was created"))
 			}
 			if pw == nil && isURL(e.repoLoc) && !noEncryption {
 				return withCode(ExitPassword, errors.New("a remote repository is encrypted by default: set RUNUP_PASSWORD (or --password-file, or password: in runup.yaml), or pass --no-encryption to store data unencrypted off this machine"))

@@ -24,7 +24,7 @@ func resolveJob(jobs []*repo.Job, spec string) (*repo.Job, error) {
 				return j, nil
 			}
 		}
-		return nil, fmt.Errorf("job %d does not exist (see 'runup jobs')", n)
+		return nil, fmt.Errorf("job %d does not exist: %s", n, jobNumbers(jobs))
 	}
 	project, latest := "", spec
 	if p, rest, ok := strings.Cut(spec, ":"); ok {
@@ -86,6 +86,13 @@ func newJobs(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.close()
+			if len(args) == 1 && !slices.ContainsFunc(jobs, func(j *repo.Job) bool { return j.Project == args[0] }) {
+				// A project of runup.yaml without jobs yet is no mistake.
+				if cfg := s.env.cfg; cfg == nil || cfg.Projects[args[0]] == nil {
+					known := projectNames(s.env, jobs)
+					return usageErr(fmt.Errorf("unknown project %q: the projects are %s", args[0], strings.Join(known, ", ")))
+				}
+			}
 			var out []*repo.Job
 			for _, j := range jobs {
 				if len(args) == 1 && j.Project != args[0] {
@@ -130,6 +137,39 @@ func newJobs(g *globals) *cobra.Command {
 	c.Flags().StringSliceVar(&tags, "tag", nil, "only jobs with this tag (repeatable)")
 	c.Flags().StringSliceVar(&hosts, "host", nil, "only jobs from this host (repeatable)")
 	return c
+}
+
+// projectNames lists the projects runup.yaml names and those with jobs.
+func projectNames(e *env, jobs []*repo.Job) []string {
+	var names []string
+	if e.cfg != nil {
+		names = append(names, e.cfg.Order...)
+	}
+	for _, j := range jobs {
+		if !slices.Contains(names, j.Project) {
+			names = append(names, j.Project)
+		}
+	}
+	if len(names) == 0 {
+		return []string{"(none yet)"}
+	}
+	return names
+}
+
+// jobNumbers says which jobs exist, for a message about one that does not.
+func jobNumbers(jobs []*repo.Job) string {
+	switch n := len(jobs); {
+	case n == 0:
+		return "the repository has no jobs yet (run 'runup backup')"
+	case n <= 12:
+		nums := make([]string, n)
+		for i, j := range jobs {
+			nums[i] = fmt.Sprint(j.Number)
+		}
+		return "the jobs are " + strings.Join(nums, ", ")
+	default:
+		return fmt.Sprintf("there are %d jobs, from %d to %d, with gaps where jobs were forgotten (see 'runup jobs')", n, jobs[0].Number, jobs[n-1].Number)
+	}
 }
 
 func writeJSON(g *globals, v any) error {

@@ -236,6 +236,9 @@ func promptPassword(prompt string) ([]byte, error) {
 	fmt.Fprint(tty, prompt)
 	pw, err := term.ReadPassword(int(tty.Fd()))
 	fmt.Fprintln(tty)
+	if err == nil && pw == nil {
+		pw = []byte{} // an empty answer, not "no terminal"
+	}
 	return pw, err
 }
 

@@ -271,10 +271,7 @@ func (e *env) selectJobs(jobs []*repo.Job, args []string, num int) ([]*repo.Job,
 	if num > 0 {
 		j, ok := byNum[num]
 		if !ok {
-			if len(jobs) == 0 {
-				return nil, fmt.Errorf("job %d does not exist: the repository has no jobs yet (run 'runup backup')", num)
-			}
-			return nil, fmt.Errorf("job %d does not exist (jobs are numbered %d to %d)", num, jobs[0].Number, jobs[len(jobs)-1].Number)
+			return nil, fmt.Errorf("job %d does not exist: %s", num, jobNumbers(jobs))
 		}
 		if len(args) == 1 && j.Project != args[0] {
 			return nil, fmt.Errorf("job %d is a backup of project %q, not of %q", num, j.Project, args[0])

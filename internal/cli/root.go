@@ -96,6 +96,16 @@ func Main(args []string) int {
 	if ctx.Err() != nil {
 		err = context.Canceled
 	}
+	if msg := err.Error(); strings.HasPrefix(msg, "unknown command ") {
+		// Cobra's suggestion goes on lines of its own.
+		first, rest, _ := strings.Cut(msg, "\n")
+		fmt.Fprintln(g.stderr, "runup: "+first)
+		if rest = strings.TrimSpace(rest); rest != "" {
+			fmt.Fprintln(g.stderr, rest)
+		}
+		fmt.Fprintln(g.stderr, "Run 'runup --help' for the commands.")
+		return ExitUsage
+	}
 	code := exitCode(err)
 	if code == ExitInterrupted {
 		fmt.Fprintln(g.stderr, "runup: interrupted; the repository is unchanged except for data the next backup reuses")

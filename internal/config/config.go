@@ -12,6 +12,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path"
@@ -131,8 +132,13 @@ type Keep struct {
 func Find(dir string) (string, error) {
 	for _, name := range FileNames {
 		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+		fi, err := os.Stat(p)
+		if err == nil && !fi.IsDir() {
 			return p, nil
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			abs, _ := filepath.Abs(dir)
+			return "", fmt.Errorf("cannot look for %s in %s: permission denied (run as a user who can read it)", name, abs)
 		}
 	}
 	abs, _ := filepath.Abs(dir)
@@ -182,6 +188,9 @@ func Parse(file string, data []byte) (*Config, error) {
 		line := 0
 		if _, err := fmt.Sscanf(msg, "line %d:", &line); err == nil {
 			msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
+		}
+		if l := firstBadLine(data); l > 0 {
+			line = l
 		}
 		return nil, &Error{File: file, Line: line, Msg: "invalid YAML: " + msg}
 	}
@@ -281,6 +290,25 @@ func Parse(file string, data []byte) (*Config, error) {
 		c.Order = append(c.Order, proj.Name)
 	}
 	return c, nil
+}
+
+// firstBadLine finds the line a YAML syntax error starts at: the parser
+// names the line of the block it was in, often lines above the mistake.
+// A YAML document cut short after any line still parses as long as no
+// mistake came before, so the first prefix that fails ends at the
+// mistake. 0 when it cannot tell.
+func firstBadLine(data []byte) int {
+	lines := strings.SplitAfter(string(data), "\n")
+	if len(lines) > 2000 {
+		return 0
+	}
+	var doc yaml.Node
+	for k := 1; k <= len(lines); k++ {
+		if yaml.Unmarshal([]byte(strings.Join(lines[:k], "")), &doc) != nil {
+			return k
+		}
+	}
+	return 0
 }
 
 func validProjectName(s string) bool {

@@ -144,7 +144,10 @@ func TestErrors(t *testing.T) {
 		{"version: '2'\nproject:\n  a:\n    include: [x]\n    exclude: ['[']\n", "not a valid glob"},
 		{"version: '1'\nproject:\n  'a b':\n    include: [x]\n", "project name"},
 		{"version: '1'\nproject: [a]\n", "must not be empty"},
-		{"version: '1'\n  bad: indent\n", "invalid YAML"},
+		{"version: '1'\n  bad: indent\n", ":2: invalid YAML"},
+		// The parser names the block's line; the mistake is lines below.
+		{"version: '1'\nproject:\n  app:\n    include:\n     - './app'\n    - './b'\n", ":6: invalid YAML"},
+		{"version: '1'\nproject:\n  app:\n    include: [a]\n    exclude: ['b'\n    x: 1\n", ":5: invalid YAML"},
 		{"version: '1'\nproject:\n  a:\n    include: [x]\n    cron: '@daily'\n", ":5: the key \"cron\" in project \"a\" is not supported in version '1'"},
 		{"version: '2'\nproject:\n  a:\n    include: [x]\n    cron: '0 3 * *'\n", ":5: project \"a\": cron: schedule \"0 3 * *\""},
 		{"version: '2'\nproject:\n  a:\n    include: [x]\n    cron: 3\n", ":5: project \"a\": cron: schedule \"3\""},
@@ -186,6 +189,19 @@ func TestFind(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "runup.yaml"), []byte(original), 0o644)
 	if p, _ := Find(dir); filepath.Base(p) != "runup.yaml" {
 		t.Fatal("runup.yaml must win over runup.yml")
+	}
+}
+
+func TestFindPermission(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads every folder")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "runup.yaml"), []byte(original), 0o644)
+	os.Chmod(dir, 0)
+	defer os.Chmod(dir, 0o755)
+	if _, err := Find(dir); err == nil || !strings.Contains(err.Error(), "permission denied") || errors.Is(err, ErrNotFound) {
+		t.Fatalf("unreadable folder: %v", err)
 	}
 }
 
