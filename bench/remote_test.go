@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: the page cache is dropped with sync, the servers are Unix programs.
+
 package main
 
 // BenchmarkRemote measures RunUp and restic side by side against the same

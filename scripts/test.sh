@@ -20,6 +20,8 @@ echo "== staticcheck"
 staticcheck ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+echo "== the restore of macOS, FreeBSD and Windows (os.Root), run here"
+go test -race -count=1 -tags runup_osroot ./internal/restorer
 echo "== fuzz (${FUZZTIME:=8s} each)"
 for target in \
   ./internal/pack:FuzzReadHeader ./internal/pack:FuzzParseHeader \

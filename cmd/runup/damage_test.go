@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: a full disk is a small tmpfs, and damage is checked with statfs.
+
 package main
 
 import (

@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: a writer paused past its lock is SIGSTOPped; owners and modes are Unix ones.
+
 package main
 
 // The hostile-storage suite: someone who can write the repository's storage

@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: FUSE.
+
 package main
 
 import (

@@ -47,7 +47,19 @@ type Stats struct {
 	BytesRead  atomic.Int64
 	BytesTotal atomic.Int64
 	BytesAdded atomic.Int64
+
+	// Progress against the totals Scan counts ahead of the backup.
+	FilesDone    atomic.Int64
+	BytesSkipped atomic.Int64 // of files unchanged and not read
+	Current      atomic.Pointer[string]
+	ScanFiles    atomic.Int64
+	ScanBytes    atomic.Int64
+	ScanDone     atomic.Bool
 }
+
+// Done is how many bytes of the backup are behind it: read, or skipped as
+// unchanged.
+func (s *Stats) Done() int64 { return s.BytesRead.Load() + s.BytesSkipped.Load() }
 
 // Options describe one backup.
 type Options struct {
@@ -74,6 +86,9 @@ type Options struct {
 	// Streams are files read from a stream (a command's output) instead
 	// of from disk. A stream that fails fails the backup: no job is saved.
 	Streams []Stream
+	// DryRun reads and chunks as a backup does but stores nothing: the
+	// returned job (never saved, Number 0) says what would be added.
+	DryRun bool
 }
 
 // Stream is a file of the job whose content comes from a reader.
@@ -103,6 +118,8 @@ type archiver struct {
 	blobsAdded                                                         atomic.Int64
 
 	streamChunker lazyChunker // the walker's, for streams
+
+	dry sync.Map // blob keys a dry run counted as new
 }
 
 type fileTask struct {
@@ -129,6 +146,7 @@ type dirTask struct {
 	nodes []tree.Node
 	files sync.WaitGroup
 	root  *crypto.ID // set for the root task
+	dev   uint64     // the include's filesystem, for OneFileSystem (0: not known yet)
 }
 
 // refreshEvery is how often a backup reads the index files others wrote.
@@ -208,11 +226,13 @@ func Backup(ctx context.Context, r *repo.Repository, o Options) (*repo.Job, erro
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
-	st, err := r.Flush(ctx)
-	if err != nil {
-		return nil, err
+	if !o.DryRun {
+		st, err := r.Flush(ctx)
+		if err != nil {
+			return nil, err
+		}
+		o.Stats.BytesAdded.Add(int64(st.Stored))
 	}
-	o.Stats.BytesAdded.Add(int64(st.Stored))
 	j := &repo.Job{Project: o.Project, Time: o.Time.UTC(), Host: o.Host, Base: o.Base, InContext: o.InContext, Paths: o.Written,
 		Tree: rootID, Tags: o.Tags, Program: o.Program}
 	if u, err := user.Current(); err == nil {
@@ -229,6 +249,9 @@ func Backup(ctx context.Context, r *repo.Repository, o Options) (*repo.Job, erro
 	}
 	j.Incomplete = j.Summary.Errors > 0
 	j.Summary.Seconds = time.Since(start).Seconds()
+	if o.DryRun {
+		return j, nil
+	}
 	if err := r.SaveJob(ctx, j); err != nil {
 		return nil, err
 	}
@@ -236,6 +259,34 @@ func Backup(ctx context.Context, r *repo.Repository, o Options) (*repo.Job, erro
 }
 
 func (a *archiver) fail(err error) { a.cancel(err) }
+
+// saveBlob stores a blob; a dry run only counts it, once, when the
+// repository lacks it (its size before compression: an upper bound).
+func (a *archiver) saveBlob(t pack.BlobType, id crypto.ID, b []byte) (repo.SaveStats, error) {
+	if !a.o.DryRun {
+		return a.r.SaveBlob(a.ctx, t, id, b)
+	}
+	if a.r.Known(t, id) {
+		return repo.SaveStats{}, nil
+	}
+	if _, seen := a.dry.LoadOrStore(a.r.BlobKey(t, id), true); seen {
+		return repo.SaveStats{}, nil
+	}
+	return repo.SaveStats{Added: true, Stored: len(b)}, nil
+}
+
+func (a *archiver) saveTree(t *tree.Tree) (crypto.ID, repo.SaveStats, error) {
+	if !a.o.DryRun {
+		return a.r.SaveTree(a.ctx, t)
+	}
+	b, err := tree.Encode(t, a.r.TreeVersion())
+	if err != nil {
+		return crypto.ID{}, repo.SaveStats{}, err
+	}
+	id := a.r.Key().Hash(b)
+	st, err := a.saveBlob(pack.Tree, id, b)
+	return id, st, err
+}
 
 func (a *archiver) report(path string, err error) {
 	a.errCount.Add(1)
@@ -328,6 +379,9 @@ func (a *archiver) walkRoot(rootID *crypto.ID) {
 	}
 	dt := &dirTask{abs: a.o.Base, root: rootID}
 	if root.include {
+		if fi, err := os.Lstat(a.o.Base); err == nil {
+			dt.dev = nodeFromInfo("", fi).Device
+		}
 		a.listDir(dt, oldRoot, a.o.Filter.enter(nil, a.o.Base))
 	} else {
 		a.listVirtual(dt, root, oldRoot)
@@ -357,7 +411,6 @@ func (a *archiver) addStream(dt *dirTask, abs string, st *Stream, old *tree.Node
 	}
 	content, read, err := a.chunkStream(&a.streamChunker, rc)
 	cerr := rc.Close()
-	a.o.Stats.BytesRead.Add(read)
 	a.o.Stats.BytesTotal.Add(read)
 	if err == nil {
 		err = cerr
@@ -370,8 +423,19 @@ func (a *archiver) addStream(dt *dirTask, abs string, st *Stream, old *tree.Node
 	dt.nodes = append(dt.nodes, n)
 	if old == nil {
 		a.filesNew.Add(1)
+		a.fileDone(abs, "new", read)
 	} else {
 		a.filesChanged.Add(1)
+		a.fileDone(abs, "changed", read)
+	}
+}
+
+// fileDone counts a file as done and tells a FileReporter (--verbose) how
+// it was backed up.
+func (a *archiver) fileDone(abs, status string, size int64) {
+	a.o.Stats.FilesDone.Add(1)
+	if fr, ok := a.o.Reporter.(progress.FileReporter); ok {
+		fr.File(abs, status, size)
 	}
 }
 
@@ -468,10 +532,14 @@ func (a *archiver) listDir(dt *dirTask, old *tree.Tree, ign *ignoreRules) {
 }
 
 func (a *archiver) addEntry(dt *dirTask, abs string, fi fs.FileInfo, old *tree.Node, ign *ignoreRules) {
-	if a.o.Filter.Excluded(abs, fi.IsDir()) {
+	if a.o.Filter.Excluded(abs, fi.IsDir()) || a.o.Filter.excludedEntry(abs, fi) {
 		return
 	}
-	dt.nodes = append(dt.nodes, nodeFromInfo(filepath.Base(abs), fi))
+	node := nodeFromInfo(filepath.Base(abs), fi)
+	if a.o.Filter.OneFileSystem && dt.dev != 0 && node.Type == tree.Dir && node.Device != dt.dev {
+		return // a mount point below an include: another filesystem
+	}
+	dt.nodes = append(dt.nodes, node)
 	n := &dt.nodes[len(dt.nodes)-1]
 	if a.r.TreeVersion() == tree.Version1 && (!n.MTime.FitsNanos() || !n.CTime.FitsNanos()) {
 		a.warn(abs, "its time is outside 1678–2262, which this repository's format stores only approximately: run 'runup migrate' to store times exactly")
@@ -488,6 +556,8 @@ func (a *archiver) addEntry(dt *dirTask, abs string, fi fs.FileInfo, old *tree.N
 		if !a.o.Force && unchanged(n, old) && a.allKnown(old.Content) {
 			n.Content = old.Content
 			a.filesUnchanged.Add(1)
+			a.o.Stats.BytesSkipped.Add(int64(n.Size))
+			a.fileDone(abs, "unchanged", int64(n.Size))
 			return
 		}
 		dt.files.Add(1)
@@ -499,7 +569,10 @@ func (a *archiver) addEntry(dt *dirTask, abs string, fi fs.FileInfo, old *tree.N
 	case tree.Dir:
 		a.dirCount.Add(1)
 		a.o.Stats.Dirs.Add(1)
-		sub := &dirTask{abs: abs, node: n}
+		sub := &dirTask{abs: abs, node: n, dev: dt.dev}
+		if sub.dev == 0 {
+			sub.dev = n.Device // an include: its filesystem is the one kept
+		}
 		var oldSub *tree.Tree
 		if old != nil && old.Type == tree.Dir {
 			oldSub = a.loadOld(abs, old.Subtree)
@@ -541,7 +614,7 @@ func (a *archiver) treeSaver() {
 				t.Nodes = append(t.Nodes, n)
 			}
 		}
-		id, st, err := a.r.SaveTree(a.ctx, t)
+		id, st, err := a.saveTree(t)
 		if err != nil {
 			a.fail(fmt.Errorf("save tree of %s: %w", dt.abs, err))
 			continue
@@ -564,6 +637,7 @@ func (a *archiver) fileWorker() {
 	ch := &lazyChunker{key: a.r.Key().Chunker[:]}
 	for t := range a.files {
 		if a.ctx.Err() == nil {
+			a.o.Stats.Current.Store(&t.abs)
 			a.saveFile(ch, t)
 		}
 		t.wg.Done()
@@ -636,7 +710,9 @@ func (a *archiver) saveFile(ch *lazyChunker, t *fileTask) {
 	}
 	defer f.Close()
 	content, read, err := a.readSmall(f, n.Size)
-	if errors.Is(err, errNotSmall) {
+	if err == nil {
+		a.o.Stats.BytesRead.Add(read) // chunkStream counts as it reads
+	} else if errors.Is(err, errNotSmall) {
 		if _, err = f.Seek(0, io.SeekStart); err == nil {
 			content, read, err = a.chunkStream(ch, f)
 		}
@@ -648,7 +724,6 @@ func (a *archiver) saveFile(ch *lazyChunker, t *fileTask) {
 		n.Type = 0
 		return
 	}
-	a.o.Stats.BytesRead.Add(read)
 	if fi, err := f.Stat(); err == nil {
 		now := nodeFromInfo(n.Name, fi)
 		if now.Size != uint64(read) || now.MTime != n.MTime {
@@ -663,11 +738,14 @@ func (a *archiver) saveFile(ch *lazyChunker, t *fileTask) {
 	switch {
 	case t.old == nil || t.old.Type != tree.File:
 		a.filesNew.Add(1)
+		a.fileDone(t.abs, "new", read)
 	case slices.Equal(t.old.Content, content):
 		// Read again (--force, or its times changed) to the same content.
 		a.filesUnchanged.Add(1)
+		a.fileDone(t.abs, "unchanged", read)
 	default:
 		a.filesChanged.Add(1)
+		a.fileDone(t.abs, "changed", read)
 	}
 }
 
@@ -730,6 +808,7 @@ func (a *archiver) chunkStream(lc *lazyChunker, f io.Reader) ([]crypto.ID, int64
 			return nil, read, err
 		}
 		read += int64(len(data))
+		a.o.Stats.BytesRead.Add(int64(len(data))) // as it goes: the progress line's bytes
 		buf, ok := a.getBuf()
 		if !ok {
 			return nil, read, context.Cause(a.ctx)
@@ -766,7 +845,7 @@ func (a *archiver) blobWorker() {
 				*t.dst = id
 			}
 			// SaveBlob skips a chunk the repository has or is storing.
-			st, err := a.r.SaveBlob(a.ctx, pack.Data, id, *t.buf)
+			st, err := a.saveBlob(pack.Data, id, *t.buf)
 			if err != nil {
 				a.fail(err)
 			} else if st.Added {

@@ -1,6 +1,9 @@
 package archiver
 
 import (
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +28,127 @@ type Filter struct {
 	IgnoreFiles bool
 	// always holds paths never backed up: the repository, the config file.
 	always map[string]bool
+
+	// What 'backup' takes from its command line (and version 2 keys of
+	// the same names): restic's options, with restic's meanings.
+	patterns      []pattern
+	ifPresent     []marker
+	largerThan    int64 // 0: no limit
+	OneFileSystem bool  // do not descend into other mounted filesystems
+}
+
+// pattern is an --exclude or --iexclude pattern. One without a slash
+// matches a name at any depth; one with a slash matches the path relative
+// to the context, or the absolute path when it starts with a slash.
+type pattern struct {
+	glob     string
+	anchored bool // has a slash
+	abs      bool
+	caseless bool
+}
+
+// marker is an --exclude-if-present NAME[:HEADER]: a directory holding a
+// file NAME (that starts with HEADER, when given) is left out.
+type marker struct {
+	name, header string
+}
+
+// CacheDirTag is the marker --exclude-caches looks for
+// (https://bford.info/cachedir/).
+const CacheDirTag = "CACHEDIR.TAG:Signature: 8a477f597d28d172789f06886806bc55"
+
+// Exclude adds --exclude (caseless: --iexclude) patterns. A pattern that
+// is not a valid glob is an error.
+func (f *Filter) Exclude(patterns []string, caseless bool) error {
+	for _, p := range patterns {
+		p = strings.TrimSpace(p)
+		if p == "" || strings.HasPrefix(p, "#") {
+			continue
+		}
+		g := filepath.ToSlash(p)
+		pt := pattern{caseless: caseless, anchored: strings.Contains(strings.TrimSuffix(g, "/"), "/"), abs: filepath.IsAbs(p) || strings.HasPrefix(g, "/")}
+		g = strings.TrimSuffix(g, "/")
+		if pt.anchored && !pt.abs {
+			g = strings.TrimPrefix(g, "./")
+		}
+		if caseless {
+			g = strings.ToLower(g)
+		}
+		if !doublestar.ValidatePattern(g) {
+			return fmt.Errorf("exclude pattern %q is not a valid glob", p)
+		}
+		pt.glob = g
+		f.patterns = append(f.patterns, pt)
+	}
+	return nil
+}
+
+// ExcludeIfPresent leaves out directories holding a marker file, given as
+// NAME or NAME:HEADER.
+func (f *Filter) ExcludeIfPresent(specs []string) {
+	for _, s := range specs {
+		name, header, _ := strings.Cut(s, ":")
+		if name != "" {
+			f.ifPresent = append(f.ifPresent, marker{name, header})
+		}
+	}
+}
+
+// ExcludeLargerThan leaves out files of more than size bytes (0: none).
+func (f *Filter) ExcludeLargerThan(size int64) { f.largerThan = size }
+
+func (p pattern) match(context, abs, base string) bool {
+	if p.caseless {
+		abs, base, context = strings.ToLower(abs), strings.ToLower(base), strings.ToLower(context)
+	}
+	if !p.anchored {
+		ok, _ := doublestar.Match(p.glob, base)
+		return ok
+	}
+	path := filepath.ToSlash(abs)
+	if !p.abs {
+		rel, err := filepath.Rel(context, abs)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return false
+		}
+		path = filepath.ToSlash(rel)
+	}
+	ok, _ := doublestar.Match(p.glob, path)
+	return ok
+}
+
+// excludedEntry applies what needs more than a path: sizes, markers in a
+// directory. It runs after Excluded, on entries that would be kept.
+func (f *Filter) excludedEntry(abs string, fi fs.FileInfo) bool {
+	if f.largerThan > 0 && fi.Mode().IsRegular() && fi.Size() > f.largerThan {
+		return true
+	}
+	if fi.IsDir() {
+		for _, m := range f.ifPresent {
+			if hasMarker(filepath.Join(abs, m.name), m.header) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasMarker(path, header string) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	if header == "" {
+		return true
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	buf := make([]byte, len(header))
+	_, err = io.ReadFull(f, buf)
+	return err == nil && string(buf) == header
 }
 
 // IgnoreFileName is read in every directory when Filter.IgnoreFiles is set.
@@ -76,6 +200,14 @@ func (f *Filter) Excluded(abs string, isDir bool) bool {
 	for _, g := range f.absGlobs {
 		if ok, _ := doublestar.Match(g, filepath.ToSlash(abs)); ok {
 			return true
+		}
+	}
+	if len(f.patterns) > 0 {
+		base := filepath.Base(abs)
+		for _, p := range f.patterns {
+			if p.match(f.context, abs, base) {
+				return true
+			}
 		}
 	}
 	return false

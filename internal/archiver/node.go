@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/runup/runup/internal/tree"
 )
@@ -18,13 +15,13 @@ func nodeFromInfo(name string, fi fs.FileInfo) tree.Node {
 	n := tree.Node{Name: name, Mode: uint32(fi.Mode().Perm())}
 	m := fi.Mode()
 	if m&fs.ModeSetuid != 0 {
-		n.Mode |= unix.S_ISUID
+		n.Mode |= 0o4000
 	}
 	if m&fs.ModeSetgid != 0 {
-		n.Mode |= unix.S_ISGID
+		n.Mode |= 0o2000
 	}
 	if m&fs.ModeSticky != 0 {
-		n.Mode |= unix.S_ISVTX
+		n.Mode |= 0o1000
 	}
 	switch {
 	case m.IsRegular():
@@ -42,14 +39,8 @@ func nodeFromInfo(name string, fi fs.FileInfo) tree.Node {
 	case m&fs.ModeDevice != 0:
 		n.Type = tree.BlockDev
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		n.UID, n.GID = st.Uid, st.Gid
-		n.MTime = tree.Time{Sec: int64(st.Mtim.Sec), Nsec: int32(st.Mtim.Nsec)}
-		n.CTime = tree.Time{Sec: int64(st.Ctim.Sec), Nsec: int32(st.Ctim.Nsec)}
-		n.Inode, n.Device, n.Links, n.Rdev = st.Ino, uint64(st.Dev), uint64(st.Nlink), uint64(st.Rdev)
-	} else {
-		n.MTime = tree.TimeOf(fi.ModTime())
-	}
+	n.MTime = tree.TimeOf(fi.ModTime())
+	fillSys(&n, fi) // owner, ctime, inode: what the system's stat says
 	if n.Type == tree.File {
 		n.Size = uint64(fi.Size())
 	}
@@ -61,42 +52,6 @@ func nodeFromInfo(name string, fi fs.FileInfo) tree.Node {
 func unchanged(n, old *tree.Node) bool {
 	return old != nil && old.Type == tree.File && n.Type == tree.File && n.Size == old.Size &&
 		n.MTime == old.MTime && n.CTime == old.CTime && n.Inode == old.Inode && n.Mode == old.Mode
-}
-
-// readXattrs returns a path's extended attributes; filesystems without them
-// give none.
-func readXattrs(path string) ([]tree.XAttr, error) {
-	var buf [1024]byte
-	names := buf[:]
-	n, err := unix.Llistxattr(path, names)
-	if errors.Is(err, unix.ERANGE) {
-		sz, err2 := unix.Llistxattr(path, nil)
-		if err2 != nil {
-			return nil, err2
-		}
-		names = make([]byte, sz)
-		n, err = unix.Llistxattr(path, names)
-	}
-	if err != nil {
-		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	var out []tree.XAttr
-	for _, name := range splitNUL(names[:n]) {
-		sz, err := unix.Lgetxattr(path, name, nil)
-		if err != nil {
-			continue // removed meanwhile
-		}
-		val := make([]byte, sz)
-		sz, err = unix.Lgetxattr(path, name, val)
-		if err != nil {
-			continue
-		}
-		out = append(out, tree.XAttr{Name: name, Value: val[:sz]})
-	}
-	return out, nil
 }
 
 func splitNUL(b []byte) []string {
@@ -147,9 +102,9 @@ func (f *sourceFile) Read(p []byte) (int, error) {
 // deadline on the reads of files that could block; real files on disk are
 // not pollable and read as always.
 func openFile(path string) (*sourceFile, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOATIME, 0)
-	if errors.Is(err, syscall.EPERM) {
-		f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|openFlags|noATime, 0)
+	if noATime != 0 && errors.Is(err, os.ErrPermission) {
+		f, err = os.OpenFile(path, os.O_RDONLY|openFlags, 0) // not the file's owner
 	}
 	if err != nil {
 		return nil, err

@@ -34,6 +34,11 @@ type backupOptions struct {
 	stdinFilename    string
 	// noHooks skips hooks, notifications and copy-to (for a quick test).
 	noHooks bool
+	// What to leave out, restic's options; they add to runup.yaml's.
+	exclude    []string
+	sel        config.Selection
+	largerThan string
+	dryRun     bool
 }
 
 func newBackup(g *globals) *cobra.Command {
@@ -75,6 +80,16 @@ job is saved. --stdin stores standard input the same way.`,
 	f.BoolVar(&o.stdinFromCommand, "stdin-from-command", false, "back up the standard output of the command given after -- as one file")
 	f.StringVar(&o.stdinFilename, "stdin-filename", "stdin", "the file name for --stdin or --stdin-from-command")
 	f.BoolVar(&o.noHooks, "no-hooks", false, "skip the projects' hooks, notifications and copy-to")
+	f.BoolVarP(&o.dryRun, "dry-run", "n", false, "read and count what would be backed up and added; save nothing (no hooks, commands or copies)")
+	f.StringArrayVarP(&o.exclude, "exclude", "e", nil, "leave out what matches `PATTERN` (repeatable; a name at any depth, or a path with /)")
+	f.StringArrayVar(&o.sel.IExclude, "iexclude", nil, "like --exclude, ignoring case")
+	f.StringArrayVar(&o.sel.ExcludeFile, "exclude-file", nil, "read exclude patterns from `FILE`, one per line (# comments)")
+	f.StringArrayVar(&o.sel.IExcludeFile, "iexclude-file", nil, "like --exclude-file, ignoring case")
+	f.StringArrayVar(&o.sel.ExcludeIfPresent, "exclude-if-present", nil, "leave out directories that hold `NAME[:HEADER]`")
+	f.BoolVar(&o.sel.ExcludeCaches, "exclude-caches", false, "leave out directories marked with a CACHEDIR.TAG")
+	f.StringVar(&o.largerThan, "exclude-larger-than", "", "leave out files larger than `SIZE` (e.g. 100M, 2G)")
+	f.BoolVarP(&o.sel.OneFileSystem, "one-file-system", "x", false, "do not cross into other mounted filesystems")
+	f.StringArrayVar(&o.sel.FilesFrom, "files-from", nil, "back up the paths listed in `FILE`, one per line, too")
 	return c
 }
 
@@ -99,10 +114,21 @@ func (e *env) commandStream(proj *config.Project, c config.Command) archiver.Str
 	}}
 }
 
-func (e *env) plans(args []string, adhocProject string) ([]plan, error) {
+// selectionFlags are backup's --exclude and the other selection flags,
+// which add to what each project's runup.yaml entry says.
+type selectionFlags struct {
+	exclude []string
+	sel     config.Selection
+}
+
+func (e *env) plans(args []string, adhocProject string, flags selectionFlags) ([]plan, error) {
 	var plans []plan
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
 	if e.cfg == nil {
-		if len(args) == 0 {
+		if len(args) == 0 && len(flags.sel.FilesFrom) == 0 {
 			return nil, usageErr(errors.New("no runup.yaml here: name the paths to back up, or create runup.yaml"))
 		}
 		p := plan{project: adhocProject, written: args}
@@ -136,10 +162,18 @@ func (e *env) plans(args []string, adhocProject string) ([]plan, error) {
 			p.filter = archiver.NewFilter(e.dir, proj.Exclude, e.cfg.Version >= 2)
 			p.filter.IgnoreFiles = e.cfg.Version >= 2
 			p.filter.Never(e.cfg.File)
+			if err := applySelection(&p, e.dir, nil, proj.Select); err != nil {
+				return nil, withCode(ExitUsage, fmt.Errorf("%s: project %s: %w", e.cfg.File, name, err))
+			}
 			for _, c := range proj.Commands {
 				p.streams = append(p.streams, e.commandStream(proj, c))
 			}
 			plans = append(plans, p)
+		}
+	}
+	for i := range plans {
+		if err := applySelection(&plans[i], wd, flags.exclude, flags.sel); err != nil {
+			return nil, usageErr(err)
 		}
 	}
 	for i := range plans {
@@ -183,8 +217,21 @@ func runBackup(ctx context.Context, g *globals, o backupOptions, args []string, 
 			return nil, err
 		}
 		plans = []plan{p}
-	} else if plans, err = e.plans(args, o.project); err != nil {
-		return nil, err
+	} else {
+		if o.largerThan != "" {
+			if o.sel.ExcludeLargerThan, err = config.ParseSize(o.largerThan); err != nil || o.sel.ExcludeLargerThan == 0 {
+				return nil, usageErr(fmt.Errorf("--exclude-larger-than %q: want a size such as 100M or 2G", o.largerThan))
+			}
+		}
+		if plans, err = e.plans(args, o.project, selectionFlags{o.exclude, o.sel}); err != nil {
+			return nil, err
+		}
+	}
+	if o.dryRun {
+		o.noHooks = true
+		for i := range plans {
+			plans[i].streams = nil
+		}
 	}
 	compSetting := o.compression
 	if compSetting == "" && e.cfg != nil {
@@ -208,7 +255,9 @@ func runBackup(ctx context.Context, g *globals, o backupOptions, args []string, 
 		return nil, err
 	}
 	defer r.close()
-	if n, problems, err := r.AdoptPacks(ctx); err != nil {
+	if o.dryRun {
+		// Nothing is written: no packs adopted, no index published.
+	} else if n, problems, err := r.AdoptPacks(ctx); err != nil {
 		return nil, err
 	} else {
 		for _, p := range problems {
@@ -245,7 +294,8 @@ func runBackup(ctx context.Context, g *globals, o backupOptions, args []string, 
 	}
 	// What this backup indexed goes into the local store now, so that the
 	// next command reads no index file.
-	if err := r.PublishIndex(ctx); err != nil {
+	if o.dryRun {
+	} else if err := r.PublishIndex(ctx); err != nil {
 		fmt.Fprintf(g.stderr, "warning: local index store: %v\n", err)
 	}
 	if g.json {
@@ -346,21 +396,32 @@ func (e *env) backupOne(ctx context.Context, r *session, p plan, o backupOptions
 	stats := &archiver.Stats{}
 	rep := &reporter{g: g}
 	start := time.Now()
-	line := g.progressLine(func() string {
-		return fmt.Sprintf("%s: %d files, %d dirs, %s read (%s), %s added", p.project, stats.Files.Load(), stats.Dirs.Load(),
-			progress.Bytes(stats.BytesRead.Load()), progress.Rate(stats.BytesRead.Load(), time.Since(start)),
-			progress.Bytes(stats.BytesAdded.Load()))
-	})
-	j, err := archiver.Backup(ctx, r.Repository, archiver.Options{
+	ao := archiver.Options{
 		Project: p.project, Base: p.base, Paths: p.paths, Written: p.written, Filter: p.filter,
 		Parent: parent, Force: o.force, Tags: o.tags, Host: host, Program: "runup " + Version,
-		Reporter: rep, Stats: stats, InContext: p.inCtx, Time: when, Streams: p.streams,
-	})
+		Reporter: rep, Stats: stats, InContext: p.inCtx, Time: when, Streams: p.streams, DryRun: o.dryRun,
+	}
+	var line *progress.Line
+	if g.showsProgress() {
+		scanCtx, stopScan := context.WithCancel(ctx)
+		defer stopScan()
+		go archiver.Scan(scanCtx, ao)
+		line = g.progressLine(func() string { return backupProgress(p.project, stats, time.Since(start)) })
+	} else {
+		line = g.progressLine(func() string { return "" })
+	}
+	j, err := archiver.Backup(ctx, r.Repository, ao)
 	line.Stop()
 	if err != nil {
 		return nil, fmt.Errorf("backup of project %s: %w", p.project, err)
 	}
 	s := j.Summary
+	if o.dryRun {
+		g.printf("Dry run of project %q: nothing was saved.\n", j.Project)
+		g.printf("  would back up %d new, %d changed, %d unchanged files, %d dirs; %s read, at most %s would be added\n",
+			s.FilesNew, s.FilesChanged, s.FilesUnchanged, s.Dirs, progress.Bytes(s.BytesRead), progress.Bytes(s.BytesAdded))
+		return j, nil
+	}
 	if j.Incomplete {
 		g.printf("New backup created, but incomplete: job %d of project %q is missing %d entries (see the errors above).\n", j.Number, j.Project, s.Errors)
 	} else {
@@ -372,6 +433,104 @@ func (e *env) backupOne(ctx context.Context, r *session, p plan, o backupOptions
 		return j, withCode(ExitIncomplete, fmt.Errorf("job %d of project %s is incomplete: %d entries could not be backed up (the job is saved)", j.Number, j.Project, s.Errors))
 	}
 	return j, nil
+}
+
+// applySelection adds excludes and includes from s (and exclude patterns
+// excl) to a plan; relative files are read from dir.
+func applySelection(p *plan, dir string, excl []string, s config.Selection) error {
+	f := p.filter
+	if err := f.Exclude(excl, false); err != nil {
+		return err
+	}
+	if err := f.Exclude(s.IExclude, true); err != nil {
+		return err
+	}
+	for _, files := range []struct {
+		names    []string
+		caseless bool
+	}{{s.ExcludeFile, false}, {s.IExcludeFile, true}} {
+		for _, name := range files.names {
+			lines, err := readLines(dir, name)
+			if err != nil {
+				return fmt.Errorf("exclude file: %w", err)
+			}
+			if err := f.Exclude(lines, files.caseless); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	f.ExcludeIfPresent(s.ExcludeIfPresent)
+	if s.ExcludeCaches {
+		f.ExcludeIfPresent([]string{archiver.CacheDirTag})
+	}
+	if s.ExcludeLargerThan > 0 {
+		f.ExcludeLargerThan(s.ExcludeLargerThan)
+	}
+	f.OneFileSystem = f.OneFileSystem || s.OneFileSystem
+	for _, name := range s.FilesFrom {
+		lines, err := readLines(dir, name)
+		if err != nil {
+			return fmt.Errorf("files-from: %w", err)
+		}
+		for _, l := range lines {
+			abs := l
+			if !filepath.IsAbs(abs) {
+				abs = filepath.Join(dir, l)
+			}
+			p.paths = append(p.paths, filepath.Clean(abs))
+			p.written = append(p.written, l)
+		}
+	}
+	return nil
+}
+
+// readLines reads a list file: one entry per line, blank lines and lines
+// starting with # skipped.
+func readLines(dir, name string) ([]string, error) {
+	path := name
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, name)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(strings.TrimSuffix(l, "\r"))
+		if l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// backupProgress is the backup's status line: files and bytes done of the
+// totals counted ahead, a percentage, the rate, an ETA, the current file.
+func backupProgress(project string, st *archiver.Stats, elapsed time.Duration) string {
+	done, files := st.Done(), st.FilesDone.Load()
+	totalBytes, totalFiles := st.ScanBytes.Load(), st.ScanFiles.Load()
+	more := "+" // still counting
+	if st.ScanDone.Load() {
+		more = ""
+	}
+	// Files that changed or appeared since they were counted: never show
+	// more done than the total.
+	totalBytes, totalFiles = max(totalBytes, done), max(totalFiles, files)
+	line := fmt.Sprintf("%s: %d of %d%s files, %s of %s%s", project, files, totalFiles, more,
+		progress.Bytes(done), progress.Bytes(totalBytes), more)
+	if more == "" {
+		line += fmt.Sprintf(" (%.0f%%)", progress.Percent(done, totalBytes))
+	}
+	line += ", " + progress.Rate(st.BytesRead.Load(), elapsed)
+	if eta, ok := progress.ETA(done, totalBytes, elapsed); ok && more == "" {
+		line += ", ETA " + progress.Clock(eta)
+	}
+	line += ", " + progress.Bytes(st.BytesAdded.Load()) + " added"
+	if cur := st.Current.Load(); cur != nil {
+		line += " · " + *cur
+	}
+	return line
 }
 
 // streamPlan is the plan of 'backup --stdin' and '--stdin-from-command':

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/runup/runup/internal/checker"
+	"github.com/runup/runup/internal/progress"
 	"github.com/runup/runup/internal/repo"
 )
 
@@ -148,8 +150,14 @@ func runCheck(ctx context.Context, g *globals, readData bool, subset string) (*c
 	}
 	defer s.close()
 	var done, total atomic.Int64
+	start := time.Now()
 	line := g.progressLine(func() string {
-		return fmt.Sprintf("check: read %d of %d packs", done.Load(), total.Load())
+		d, t := done.Load(), total.Load()
+		l := fmt.Sprintf("check: read %d of %d packs (%.0f%%)", d, t, progress.Percent(d, t))
+		if eta, ok := progress.ETA(d, t, time.Since(start)); ok {
+			l += ", ETA " + progress.Clock(eta)
+		}
+		return l
 	})
 	o.Progress = func(d, t int) { done.Store(int64(d)); total.Store(int64(t)) }
 	rep, err := checker.Check(ctx, s.Repository, o)

@@ -36,36 +36,11 @@ func (p *pruneFlags) options(dryRun bool) (pruner.Options, error) {
 	}
 	o.MaxUnused = pct / 100
 	if p.maxRepackSize != "" {
-		if o.MaxRepackSize, err = parseSize(p.maxRepackSize); err != nil {
+		if o.MaxRepackSize, err = config.ParseSize(p.maxRepackSize); err != nil {
 			return o, usageErr(fmt.Errorf("--max-repack-size: %w", err))
 		}
 	}
 	return o, nil
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	u := strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(s, "B"), "i"))
-	if u != "" {
-		switch u[len(u)-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			u = u[:len(u)-1]
-		}
-	}
-	n, err := strconv.ParseInt(u, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("size %q: want a number with K, M, G or T", s)
-	}
-	return n * mult, nil
 }
 
 func runPrune(ctx context.Context, g *globals, s *session, o pruner.Options) error {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/runup/runup/internal/config"
 	"github.com/runup/runup/internal/mount"
 	"github.com/runup/runup/internal/repo"
 )
@@ -38,7 +39,7 @@ may then remove data being read). Needs FUSE: /dev/fuse, and fusermount3
 (Debian: apt install fuse3) when not run as root.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			size, err := parseSize(cacheSize)
+			size, err := config.ParseSize(cacheSize)
 			if err != nil {
 				return usageErr(fmt.Errorf("--cache-size: %w", err))
 			}

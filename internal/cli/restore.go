@@ -156,10 +156,16 @@ func runRestore(ctx context.Context, g *globals, o restoreOptions, args []string
 		rep := &reporter{g: g}
 		stats := &restorer.Stats{}
 		start := time.Now()
+		// A whole job's totals are in its record: the line's totals do
+		// not grow as the restore plans. A partial restore counts them as
+		// it goes.
+		var totalFiles, totalBytes int64
+		if len(o.include) == 0 && len(o.exclude) == 0 && len(dest.within) == 0 {
+			sm := j.Summary
+			totalFiles, totalBytes = int64(sm.FilesNew+sm.FilesChanged+sm.FilesUnchanged), sm.BytesTotal
+		}
 		line := g.progressLine(func() string {
-			return fmt.Sprintf("%s: %d files, %s of %s written (%s)", j.Project, stats.Files.Load(),
-				progress.Bytes(stats.BytesWritten.Load()), progress.Bytes(stats.BytesTotal.Load()),
-				progress.Rate(stats.BytesWritten.Load(), time.Since(start)))
+			return restoreProgress(j.Project, stats, totalFiles, totalBytes, time.Since(start))
 		})
 		res, err := restorer.Restore(ctx, r.Repository, j, restorer.Options{Target: dest.root, Within: dest.within,
 			Include: o.include, Exclude: o.exclude, Reporter: rep, Stats: stats, Workers: e.readers(), FindMissing: findMissing})
@@ -232,7 +238,7 @@ func (e *env) restoreTarget(j *repo.Job, location string) (restoreDest, error) {
 	if e.cfg == nil {
 		return restoreDest{}, usageErr(errors.New("without a runup.yaml, a restore goes only where you say: name a location with -l DIR"))
 	}
-	plans, err := e.plans([]string{j.Project}, "")
+	plans, err := e.plans([]string{j.Project}, "", selectionFlags{})
 	if err != nil {
 		return restoreDest{}, usageErr(fmt.Errorf("job %d is of project %q, which %s does not name today: restore it with -l DIR", j.Number, j.Project, e.cfg.File))
 	}
@@ -318,4 +324,21 @@ func confirm(g *globals, question string, def bool) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// restoreProgress is the restore's status line: files and bytes done of
+// the totals, a percentage and an ETA when the totals are known.
+func restoreProgress(project string, st *restorer.Stats, totalFiles, totalBytes int64, elapsed time.Duration) string {
+	files, done := st.FilesDone.Load(), st.BytesDone.Load()
+	if totalBytes <= 0 || totalFiles <= 0 {
+		return fmt.Sprintf("%s: %d files, %s of %s+ written (%s)", project, files, progress.Bytes(st.BytesWritten.Load()),
+			progress.Bytes(st.BytesTotal.Load()), progress.Rate(st.BytesWritten.Load(), elapsed))
+	}
+	totalFiles, totalBytes = max(totalFiles, files), max(totalBytes, done)
+	line := fmt.Sprintf("%s: %d of %d files, %s of %s (%.0f%%), %s", project, files, totalFiles, progress.Bytes(done),
+		progress.Bytes(totalBytes), progress.Percent(done, totalBytes), progress.Rate(st.BytesWritten.Load(), elapsed))
+	if eta, ok := progress.ETA(done, totalBytes, elapsed); ok {
+		line += ", ETA " + progress.Clock(eta)
+	}
+	return line
 }

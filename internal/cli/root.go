@@ -22,9 +22,6 @@ import (
 	"github.com/runup/runup/internal/progress"
 )
 
-// Version is set at build time with -ldflags "-X github.com/runup/runup/internal/cli.Version=…".
-var Version = "0.1.0-dev"
-
 // globals are the flags every command takes.
 type globals struct {
 	context      string
@@ -58,6 +55,21 @@ type globals struct {
 
 // progressLine shows render() as it changes: on the terminal, or to
 // onProgress; Stop ends it.
+// showsProgress reports whether a progress line is drawn (a terminal, or
+// the daemon's web UI): only then are totals worth counting ahead.
+func (g *globals) showsProgress() bool {
+	return g.onProgress != nil || (!g.quiet && !g.json && progress.IsTerminal(g.stderr))
+}
+
+// clearLine is what a message printed under a progress line starts with:
+// the sequence that erases the line on a terminal, nothing elsewhere.
+func (g *globals) clearLine() string {
+	if g.onProgress == nil && !g.quiet && !g.json && progress.IsTerminal(g.stderr) {
+		return "\r\x1b[K"
+	}
+	return ""
+}
+
 func (g *globals) progressLine(render func() string) *progress.Line {
 	if g.onProgress != nil {
 		return progress.Watch(g.onProgress, render)
@@ -173,11 +185,11 @@ func newRoot(g *globals) *cobra.Command {
 		Long: `RunUp backs up the projects named in runup.yaml into a repository
 (by default .runup/ beside the config). Only the first backup is full; later
 ones store only new or changed data, yet every job restores as a full backup.`,
-		Version:       Version,
+		Version:       versionLine(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetVersionTemplate("runup {{.Version}}\n")
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodesHelp + "\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageErr(fmt.Errorf("%v (see 'runup %s --help')", err, c.Name()))
@@ -257,7 +269,7 @@ func (r *reporter) Error(path string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.errors++
-	fmt.Fprintf(r.g.stderr, "\r\x1b[Kerror: %s: %v\n", path, err)
+	fmt.Fprintf(r.g.stderr, "%serror: %s: %v\n", r.g.clearLine(), path, err)
 }
 
 func (r *reporter) Warning(path string, msg string) {
@@ -265,6 +277,17 @@ func (r *reporter) Warning(path string, msg string) {
 	defer r.mu.Unlock()
 	r.warnings++
 	if !r.g.quiet {
-		fmt.Fprintf(r.g.stderr, "\r\x1b[Kwarning: %s: %s\n", path, msg)
+		fmt.Fprintf(r.g.stderr, "%swarning: %s: %s\n", r.g.clearLine(), path, msg)
 	}
+}
+
+// File lists a file and what became of it, with --verbose (not with
+// --json, whose output is one document).
+func (r *reporter) File(path, status string, size int64) {
+	if !r.g.verbose || r.g.json || r.g.quiet {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.g.stdout, "%s%-9s %s (%s)\n", r.g.clearLine(), status, path, progress.Bytes(size))
 }

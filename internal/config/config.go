@@ -77,6 +77,7 @@ type Project struct {
 	Commands []Command
 	Notify   []string // URLs pinged at start, success and failure
 	CopyTo   []CopyTarget
+	Select   Selection
 }
 
 // Hooks are shell commands run around a project's backup.
@@ -100,6 +101,51 @@ type Command struct {
 	Name string // slash-separated, relative to the job's root
 	Run  string
 	Line int
+}
+
+// Selection is what a backup leaves out beyond exclude, and where else it
+// finds includes: restic's backup options with restic's meanings, from the
+// command line or from version 2 keys of the same names.
+type Selection struct {
+	IExclude          []string // exclude patterns, matched without case
+	ExcludeFile       []string // files of exclude patterns, one per line
+	IExcludeFile      []string
+	ExcludeIfPresent  []string // NAME[:HEADER]: a directory holding it is left out
+	ExcludeCaches     bool     // directories with a CACHEDIR.TAG
+	ExcludeLargerThan int64    // bytes; 0: no limit
+	OneFileSystem     bool
+	FilesFrom         []string // files listing includes, one per line
+}
+
+// selectionKeys are the version 2 project keys of a Selection.
+var selectionKeys = []string{"iexclude", "exclude-file", "iexclude-file", "exclude-if-present", "exclude-caches",
+	"exclude-larger-than", "one-file-system", "files-from"}
+
+// ParseSize reads a size as restic writes it: a number of bytes, or with
+// K, M, G or T (powers of 1024; "KiB", "MB" and "m" are read the same).
+func ParseSize(s string) (int64, error) {
+	mult := int64(1)
+	u := strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(s, "B"), "i"))
+	if u != "" {
+		switch u[len(u)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			u = u[:len(u)-1]
+		}
+	}
+	n, err := strconv.ParseInt(u, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want a number with K, M, G or T", s)
+	}
+	return n * mult, nil
 }
 
 // CopyTarget is a repository that receives a copy of each new job.
@@ -331,6 +377,7 @@ func (p *parser) project(version int, name, body *yaml.Node) (*Project, error) {
 	allowed := []string{"include", "exclude"}
 	if version == 2 {
 		allowed = append(allowed, "keep", "cron", "hooks", "commands", "notify", "copy-to")
+		allowed = append(allowed, selectionKeys...)
 	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(body.Content); i += 2 {
@@ -391,7 +438,12 @@ func (p *parser) project(version int, name, body *yaml.Node) (*Project, error) {
 				return nil, err
 			}
 			proj.CopyTo = targets
-		case version == 1 && slices.Contains([]string{"keep", "cron", "hooks", "commands", "notify", "copy-to"}, k.Value):
+		case version == 2 && slices.Contains(selectionKeys, k.Value):
+			if err := p.selection(k, v, name.Value, &proj.Select); err != nil {
+				return nil, err
+			}
+		case version == 1 && (slices.Contains([]string{"keep", "cron", "hooks", "commands", "notify", "copy-to"}, k.Value) ||
+			slices.Contains(selectionKeys, k.Value)):
 			return nil, p.errf(k, "the key %q in project %q is not supported in version '1'; use version: '2'", k.Value, name.Value)
 		default:
 			return nil, p.errf(k, "unknown key %q in project %q (allowed here: %s)", k.Value, name.Value, strings.Join(allowed, ", "))
@@ -438,6 +490,53 @@ func (p *parser) stringList(v *yaml.Node, project, key string) ([]string, error)
 		out = append(out, item.Value)
 	}
 	return out, nil
+}
+
+// selection reads one of the selectionKeys.
+func (p *parser) selection(k, v *yaml.Node, project string, s *Selection) error {
+	flag := func(dst *bool) error {
+		if v.Kind != yaml.ScalarNode || (v.Value != "true" && v.Value != "false") {
+			return p.errf(v, "project %q: %q is true or false", project, k.Value)
+		}
+		*dst = v.Value == "true"
+		return nil
+	}
+	list := func(dst *[]string) error {
+		l, err := p.stringList(v, project, k.Value)
+		*dst = l
+		return err
+	}
+	switch k.Value {
+	case "iexclude":
+		if err := list(&s.IExclude); err != nil {
+			return err
+		}
+		for _, e := range s.IExclude {
+			if !doublestar.ValidatePattern(filepath.ToSlash(e)) {
+				return p.errf(v, "project %q: iexclude pattern %q is not a valid glob", project, e)
+			}
+		}
+		return nil
+	case "exclude-file":
+		return list(&s.ExcludeFile)
+	case "iexclude-file":
+		return list(&s.IExcludeFile)
+	case "exclude-if-present":
+		return list(&s.ExcludeIfPresent)
+	case "files-from":
+		return list(&s.FilesFrom)
+	case "exclude-caches":
+		return flag(&s.ExcludeCaches)
+	case "one-file-system":
+		return flag(&s.OneFileSystem)
+	case "exclude-larger-than":
+		n, err := ParseSize(v.Value)
+		if v.Kind != yaml.ScalarNode || err != nil || n == 0 {
+			return p.errf(v, "project %q: exclude-larger-than %q: want a size such as 100M or 2G", project, v.Value)
+		}
+		s.ExcludeLargerThan = n
+	}
+	return nil
 }
 
 func (p *parser) keep(v *yaml.Node, project string) (*Keep, error) {

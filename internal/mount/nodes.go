@@ -1,3 +1,5 @@
+//go:build !windows
+
 package mount
 
 import (
@@ -452,7 +454,7 @@ func getxattr(n *tree.Node, attr string, dest []byte) (uint32, syscall.Errno) {
 			return uint32(copy(dest, x.Value)), 0
 		}
 	}
-	return 0, syscall.ENODATA
+	return 0, errNoAttr
 }
 
 func listxattr(n *tree.Node, dest []byte) (uint32, syscall.Errno) {

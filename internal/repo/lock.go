@@ -11,7 +11,6 @@ import (
 	"os/user"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/runup/runup/internal/backend"
@@ -84,8 +83,7 @@ func (l *LockInfo) Stale(now time.Time, staleAge time.Duration) bool {
 	}
 	host, _ := os.Hostname()
 	if l.Host == host && l.PID > 0 {
-		err := syscall.Kill(l.PID, 0)
-		return errors.Is(err, syscall.ESRCH)
+		return processGone(l.PID)
 	}
 	return false
 }

@@ -1,3 +1,8 @@
+//go:build linux && !runup_osroot
+
+// The tag runup_osroot builds fsys_other.go on Linux instead, so that
+// its tests run here: go test -tags runup_osroot ./internal/restorer
+
 package restorer
 
 import (
@@ -329,6 +334,15 @@ func (r *root) link(oldRel, newRel string) error {
 	})
 }
 
+// handle is an open file of the restore: a descriptor here.
+type handle = int
+
+const noHandle = -1
+
+// fileMeta and handleMeta set metadata through an open file.
+func (r *root) fileMeta(_ string, f *os.File) metaTarget  { return metaTarget{fd: int(f.Fd())} }
+func (r *root) handleMeta(_ string, fd handle) metaTarget { return metaTarget{fd: fd} }
+
 // metaTarget is what setMeta works on: an open descriptor of the entry
 // itself, so that its owner, mode, attributes and times reach the inode
 // that was checked, never one a link was swapped in for.
@@ -439,7 +453,9 @@ func (r *root) linkMeta(rel string, n *tree.Node, owner bool) []error {
 	return errs
 }
 
-func timespec(t tree.Time) unix.Timespec { return unix.Timespec{Sec: t.Sec, Nsec: int64(t.Nsec)} }
+// timespec converts through nanoseconds: the field types differ between
+// 32- and 64-bit systems.
+func timespec(t tree.Time) unix.Timespec { return unix.NsecToTimespec(t.Sec*1e9 + int64(t.Nsec)) }
 
 func typeName(mode uint32) string {
 	switch mode & unix.S_IFMT {

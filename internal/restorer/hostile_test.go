@@ -1,3 +1,8 @@
+//go:build linux
+
+// These tests need Linux: tmpfs mounts, block counts, and the openat2
+// confinement of fsys_linux.go.
+
 package restorer
 
 import (

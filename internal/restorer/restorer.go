@@ -54,6 +54,8 @@ type Stats struct {
 	FilesSkipped atomic.Int64 // already identical on disk
 	BytesTotal   atomic.Int64 // planned
 	BytesWritten atomic.Int64
+	FilesDone    atomic.Int64 // restored or skipped
+	BytesDone    atomic.Int64 // of chunks written (holes too) and of files skipped
 }
 
 // Options describe one restore.
@@ -263,6 +265,18 @@ func (rs *restorer) fail(rel string, err error) {
 	}
 	if rs.o.Reporter != nil {
 		rs.o.Reporter.Error(rs.abs(rel), err)
+	}
+}
+
+// fileDone counts a file as done and tells a FileReporter (--verbose).
+// The bytes of a restored file were counted chunk by chunk.
+func (rs *restorer) fileDone(rel, status string, size int64) {
+	rs.o.Stats.FilesDone.Add(1)
+	if status != "restored" {
+		rs.o.Stats.BytesDone.Add(size)
+	}
+	if fr, ok := rs.o.Reporter.(progress.FileReporter); ok {
+		fr.File(rs.abs(rel), status, size)
 	}
 }
 
@@ -501,8 +515,9 @@ func (rs *restorer) file(rel string, n *tree.Node) {
 		if f := rs.sameContent(rel, n, locs); f != nil {
 			rs.res.Skipped++
 			rs.o.Stats.FilesSkipped.Add(1)
-			rs.applyMeta(rel, metaTarget{fd: int(f.Fd())}, n)
+			rs.applyMeta(rel, rs.fs.fileMeta(rel, f), n)
 			f.Close()
+			rs.fileDone(rel, "unchanged", size)
 			return
 		}
 		if err := rs.fs.remove(rel); err != nil {
@@ -519,8 +534,9 @@ func (rs *restorer) file(rel string, n *tree.Node) {
 			rs.fail(rel, err)
 			return
 		}
-		rs.applyMeta(rel, metaTarget{fd: fd}, n)
+		rs.applyMeta(rel, rs.fs.handleMeta(rel, fd), n)
 		closeFD(fd)
+		rs.fileDone(rel, "restored", 0)
 		return
 	}
 	rs.files = append(rs.files, st)
@@ -769,6 +785,9 @@ func (rs *restorer) deliver(bp *blobPlan, plain []byte, err error) {
 		if werr == nil {
 			werr = rs.write(st, plain, t.offset)
 		}
+		if werr == nil {
+			rs.o.Stats.BytesDone.Add(int64(len(plain)))
+		}
 		rs.mu.Lock()
 		first := werr != nil && !st.failed
 		if werr != nil {
@@ -789,6 +808,9 @@ func (rs *restorer) deliver(bp *blobPlan, plain []byte, err error) {
 			}
 		case done && !st.metaDone:
 			rs.setMeta(st.rel, st.node)
+			rs.fileDone(st.rel, "restored", st.size)
+		case done:
+			rs.fileDone(st.rel, "restored", st.size)
 		}
 	}
 }
@@ -800,7 +822,7 @@ const holeBlock = 4096
 // open creates the file on first use, pre-sized so that chunks land at
 // their offsets in any order and zeros are never written (holes); whole
 // means the one chunk about to be written fills it, without holes.
-func (rs *restorer) open(st *fileState, whole bool) (int, error) {
+func (rs *restorer) open(st *fileState, whole bool) (handle, error) {
 	st.openMu.Lock()
 	defer st.openMu.Unlock()
 	if st.created {
@@ -808,13 +830,13 @@ func (rs *restorer) open(st *fileState, whole bool) (int, error) {
 	}
 	fd, err := rs.fs.create(st.rel)
 	if err != nil {
-		return -1, err
+		return noHandle, err
 	}
 	st.created = true
 	if !whole {
 		if err := ftruncate(fd, st.size); err != nil {
 			closeFD(fd)
-			return -1, err
+			return noHandle, err
 		}
 	}
 	return fd, nil
@@ -842,7 +864,7 @@ func (rs *restorer) write(st *fileState, plain []byte, off int64) error {
 	if err == nil {
 		rs.o.Stats.BytesWritten.Add(int64(len(plain)))
 		if single {
-			rs.applyMeta(st.rel, metaTarget{fd: fd}, st.node)
+			rs.applyMeta(st.rel, rs.fs.handleMeta(st.rel, fd), st.node)
 			st.metaDone = true
 		}
 	}
@@ -878,7 +900,7 @@ func hasZeroBlock(b []byte, off int64) bool {
 }
 
 // writeSparse writes b at off but for its whole aligned blocks of zeros.
-func writeSparse(fd int, b []byte, off int64) error {
+func writeSparse(fd handle, b []byte, off int64) error {
 	var run []byte
 	var runAt int64
 	var err error

@@ -11,9 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -126,21 +124,10 @@ func (s *S3) Stop() { s.p.stop() }
 // Freeze stops the server without closing its connections, as a server
 // that hangs would (SIGSTOP); Thaw lets it go on. The test's cleanup
 // thaws it.
-func (s *S3) Freeze() { signalTree(s.t, s.p.cmd.Process.Pid, syscall.SIGSTOP) }
+func (s *S3) Freeze() { freezeTree(s.t, s.p.cmd.Process.Pid) }
 
 // Thaw undoes Freeze.
-func (s *S3) Thaw() { signalTree(s.t, s.p.cmd.Process.Pid, syscall.SIGCONT) }
-
-// signalTree signals a process and its descendants; SIGSTOP is undone
-// when the test ends.
-func signalTree(t testing.TB, pid int, sig syscall.Signal) {
-	for _, p := range append([]int{pid}, descendants(pid)...) {
-		syscall.Kill(p, sig)
-	}
-	if sig == syscall.SIGSTOP {
-		t.Cleanup(func() { signalTree(t, pid, syscall.SIGCONT) })
-	}
-}
+func (s *S3) Thaw() { thawTree(s.p.cmd.Process.Pid) }
 
 // Env holds the credentials the way AWS tools take them.
 func (s *S3) Env() []string {
@@ -232,56 +219,16 @@ func (s *SSHD) Stop() {
 	if s.p == nil {
 		return
 	}
-	for _, pid := range descendants(s.p.cmd.Process.Pid) {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
+	killDescendants(s.p.cmd.Process.Pid)
 	s.p.stop()
 }
 
 // Freeze stops sshd and its sessions without closing their connections,
 // as a server that hangs would; Thaw lets them go on.
-func (s *SSHD) Freeze() { signalTree(s.t, s.p.cmd.Process.Pid, syscall.SIGSTOP) }
+func (s *SSHD) Freeze() { freezeTree(s.t, s.p.cmd.Process.Pid) }
 
 // Thaw undoes Freeze.
-func (s *SSHD) Thaw() { signalTree(s.t, s.p.cmd.Process.Pid, syscall.SIGCONT) }
-
-// descendants lists a process's children, grandchildren and so on, from
-// /proc.
-func descendants(root int) []int {
-	children := map[int][]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// The fields after the command name, which is in parentheses.
-		i := strings.LastIndexByte(string(stat), ')')
-		var state string
-		var ppid int
-		if i < 0 {
-			continue
-		}
-		if _, err := fmt.Sscanf(string(stat[i+1:]), " %s %d", &state, &ppid); err == nil {
-			children[ppid] = append(children[ppid], pid)
-		}
-	}
-	var out []int
-	queue := []int{root}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
-}
+func (s *SSHD) Thaw() { thawTree(s.p.cmd.Process.Pid) }
 
 // URL is a RunUp location for a directory on the server.
 func (s *SSHD) URL(dir string) string {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/runup/runup/internal/backend"
@@ -66,7 +65,9 @@ func Wrap(be backend.Backend, a Action, n int64) *Backend {
 }
 
 func kill() {
-	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		_ = p.Kill() // SIGKILL on Unix
+	}
 	select {} // the signal is fatal; never return into the caller
 }
 
