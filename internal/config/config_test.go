@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,6 +120,62 @@ func TestSetAndForget(t *testing.T) {
 	}
 }
 
+func TestSelection(t *testing.T) {
+	cfg, err := Parse("/x/runup.yaml", []byte(`version: '2'
+project:
+  a:
+    include: [x]
+    iexclude: ['*.TMP']
+    exclude-file: [excludes.txt]
+    iexclude-file: [iexcludes.txt]
+    exclude-if-present: [.nobackup, 'TAG:header']
+    exclude-caches: true
+    exclude-larger-than: 1.5G
+    one-file-system: true
+    files-from: [more.txt]
+`))
+	if err == nil {
+		t.Fatal("1.5G was accepted")
+	}
+	cfg, err = Parse("/x/runup.yaml", []byte(strings.Replace(`version: '2'
+project:
+  a:
+    include: [x]
+    iexclude: ['*.TMP']
+    exclude-file: [excludes.txt]
+    iexclude-file: [iexcludes.txt]
+    exclude-if-present: [.nobackup, 'TAG:header']
+    exclude-caches: true
+    exclude-larger-than: 1.5G
+    one-file-system: true
+    files-from: [more.txt]
+`, "1.5G", "2G", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Projects["a"].Select
+	want := Selection{IExclude: []string{"*.TMP"}, ExcludeFile: []string{"excludes.txt"}, IExcludeFile: []string{"iexcludes.txt"},
+		ExcludeIfPresent: []string{".nobackup", "TAG:header"}, ExcludeCaches: true, ExcludeLargerThan: 2 << 30,
+		OneFileSystem: true, FilesFrom: []string{"more.txt"}}
+	if fmt.Sprint(s) != fmt.Sprint(want) {
+		t.Errorf("selection %+v\nwant %+v", s, want)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "100": 100, "1K": 1 << 10, "1k": 1 << 10, "10M": 10 << 20, "10MiB": 10 << 20,
+		"2G": 2 << 30, "2GB": 2 << 30, "1T": 1 << 40} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "1.5G", "lots", "1X"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+}
+
 func TestErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"", "The YAML file is empty."},
@@ -168,6 +225,11 @@ func TestErrors(t *testing.T) {
 		{"version: '2'\nmaintenance: {check: {cron: '@weekly', read-data-subset: 500%}}\nproject: {a: {include: [x]}}", "read-data-subset \"500%\""},
 		{"version: '2'\nmaintenance: {prune: '@daily'}\nproject: {a: {include: [x]}}", ":2: unknown key \"prune\" in maintenance"},
 		{"version: '1'\nmaintenance: {forget: '@daily'}\nproject: {a: {include: [x]}}", "unknown key \"maintenance\""},
+		{"version: '1'\nproject:\n  a:\n    include: [x]\n    exclude-caches: true\n", ":5: the key \"exclude-caches\" in project \"a\" is not supported in version '1'"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    exclude-caches: yes please\n", ":5: project \"a\": \"exclude-caches\" is true or false"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    exclude-larger-than: huge\n", ":5: project \"a\": exclude-larger-than \"huge\": want a size"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    iexclude: ['[x']\n", "iexclude pattern \"[x\" is not a valid glob"},
+		{"version: '2'\nproject:\n  a:\n    include: [x]\n    files-from: list\n", "\"files-from\" must be a list"},
 	} {
 		_, err := Parse("/x/runup.yaml", []byte(tc.yaml))
 		var ce *Error
