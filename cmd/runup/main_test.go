@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -85,6 +87,27 @@ func TestScripts(t *testing.T) {
 				}
 				if (got == want) == neg {
 					ts.Fatalf("exit status %d, want %d\nstderr:\n%s", got, want, ts.ReadFile("stderr"))
+				}
+			},
+			// jsonok [key...]: the last command's stdout is one JSON document
+			// (or, with -lines, JSON lines), holding the top-level keys given.
+			"jsonok": func(ts *testscript.TestScript, neg bool, args []string) {
+				out := ts.ReadFile("stdout")
+				docs := []string{out}
+				if len(args) > 0 && args[0] == "-lines" {
+					docs, args = strings.Split(strings.TrimSpace(out), "\n"), args[1:]
+				}
+				for _, d := range docs {
+					var v any
+					if err := json.Unmarshal([]byte(d), &v); err != nil {
+						ts.Fatalf("not JSON (%v):\n%s", err, d)
+					}
+					m, _ := v.(map[string]any)
+					for _, k := range args {
+						if _, ok := m[k]; !ok {
+							ts.Fatalf("JSON has no key %q:\n%s", k, d)
+						}
+					}
 				}
 			},
 			// cmptree a b: same entries, types, modes, contents, link targets and file mtimes.

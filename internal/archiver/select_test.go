@@ -150,7 +150,7 @@ type fileLog struct {
 	lines []string
 }
 
-func (l *fileLog) Error(string, error)     {}
+func (l *fileLog) Error(string, error)    {}
 func (l *fileLog) Warning(string, string) {}
 func (l *fileLog) File(path, status string, size int64) {
 	l.mu.Lock()

@@ -8,6 +8,7 @@ package checker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -83,6 +84,22 @@ type Report struct {
 	Packs             int        `json:"packs"`
 	PacksRead         int        `json:"packs_read"`
 	Blobs             int        `json:"blobs"`
+}
+
+// MarshalJSON writes empty lists as [], never null.
+func (r *Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	c := plain(*r)
+	c.Problems, c.Affected = nonNil(c.Problems), nonNil(c.Affected)
+	c.DamagedJobs, c.GoodJobs = nonNil(c.DamagedJobs), nonNil(c.GoodJobs)
+	return json.Marshal(c)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 // OK reports whether nothing is wrong.

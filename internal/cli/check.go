@@ -117,6 +117,23 @@ are written before the old ones are removed.`,
 				fmt.Fprintf(g.stderr, "error: %v\n", p)
 			}
 			g.printf("Index rebuilt from %d pack(s).\n", res.Packs)
+			if g.json {
+				msgs := func(errs []error) []string {
+					out := []string{}
+					for _, e := range errs {
+						out = append(out, e.Error())
+					}
+					return out
+				}
+				if err := writeJSON(g, struct {
+					Packs      int      `json:"packs"`
+					Unreadable []string `json:"unreadable_index_files"`
+					Kept       []string `json:"damaged_headers_kept"`
+					Lost       []string `json:"unreachable_packs"`
+				}{res.Packs, msgs(res.Unreadable), msgs(res.Kept), msgs(res.Lost)}); err != nil {
+					return err
+				}
+			}
 			if len(res.Kept)+len(res.Lost) > 0 {
 				return withCode(ExitDamaged, fmt.Errorf("%d pack(s) with a damaged header (kept as the old index described them), %d unreachable; run 'runup check'",
 					len(res.Kept), len(res.Lost)))

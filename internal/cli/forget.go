@@ -44,13 +44,23 @@ func (p *pruneFlags) options(dryRun bool) (pruner.Options, error) {
 }
 
 func runPrune(ctx context.Context, g *globals, s *session, o pruner.Options) error {
-	o.Grace = lockTiming().WithDefaults().Stale
-	st, err := pruner.Prune(ctx, s.Repository, o)
+	st, err := prune(ctx, g, s, o)
 	if err != nil {
 		return err
 	}
 	if g.json {
 		return writeJSON(g, st)
+	}
+	return nil
+}
+
+// prune prunes and prints the outcome as text (not with --json: the
+// caller writes the JSON document, which may hold more).
+func prune(ctx context.Context, g *globals, s *session, o pruner.Options) (*pruner.Stats, error) {
+	o.Grace = lockTiming().WithDefaults().Stale
+	st, err := pruner.Prune(ctx, s.Repository, o)
+	if err != nil {
+		return nil, err
 	}
 	verb := "Removed"
 	if o.DryRun {
@@ -62,7 +72,28 @@ func runPrune(ctx context.Context, g *globals, s *session, o pruner.Options) err
 		g.printf("%d pack(s) written in the last %v and not yet indexed were left alone: a backup may still use them.\n",
 			st.PacksRecent, o.Grace)
 	}
-	return nil
+	return st, nil
+}
+
+// forgetResult is what 'forget --json' prints: restic's keep and remove
+// lists (per job, with the reasons a job is kept), and prune's outcome.
+type forgetResult struct {
+	Keep   []forgetEntry `json:"keep"`
+	Remove []forgetEntry `json:"remove"`
+	DryRun bool          `json:"dry_run"`
+	Prune  *pruner.Stats `json:"prune,omitempty"`
+}
+
+type forgetEntry struct {
+	Number  int       `json:"number"`
+	Project string    `json:"project,omitempty"`
+	Time    time.Time `json:"time,omitzero"`
+	Host    string    `json:"host,omitempty"`
+	Reasons []string  `json:"reasons,omitempty"`
+}
+
+func entryOf(j *repo.Job, reasons []string) forgetEntry {
+	return forgetEntry{Number: j.Number, Project: j.Project, Time: j.Time, Host: j.Host, Reasons: reasons}
 }
 
 func newPrune(g *globals) *cobra.Command {
@@ -200,6 +231,7 @@ func runForget(ctx context.Context, g *globals, kf keepFlags, pf pruneFlags, dry
 		fmt.Fprintf(g.stderr, "warning: %v\n", p)
 	}
 	var remove []*repo.Job
+	res := forgetResult{Keep: []forgetEntry{}, Remove: []forgetEntry{}, DryRun: dryRun}
 	numeric := len(args) > 0
 	for _, a := range args {
 		if _, err := strconv.Atoi(a); err != nil {
@@ -264,6 +296,7 @@ func runForget(ctx context.Context, g *globals, kf keepFlags, pf pruneFlags, dry
 			for _, d := range retention.Apply(byProject[p], pol, time.Local) {
 				j := d.Job
 				if d.Keep {
+					res.Keep = append(res.Keep, entryOf(j, d.Reasons))
 					g.printf("keep   job %d  %s  %s  (%s)\n", j.Number, j.Time.Local().Format("2006-01-02 15:04"), j.Project, strings.Join(d.Reasons, ", "))
 				} else {
 					g.printf("remove job %d  %s  %s\n", j.Number, j.Time.Local().Format("2006-01-02 15:04"), j.Project)
@@ -276,12 +309,26 @@ func runForget(ctx context.Context, g *globals, kf keepFlags, pf pruneFlags, dry
 		}
 	}
 	slices.SortFunc(remove, func(a, b *repo.Job) int { return a.Number - b.Number })
-	if dryRun {
-		g.printf("Dry run: %d job(s) would be removed.\n", len(remove))
+	for _, j := range remove {
+		res.Remove = append(res.Remove, entryOf(j, nil))
+	}
+	// finish prunes if asked and prints the JSON document.
+	finish := func() error {
 		if doPrune {
-			return runPrune(ctx, g, s, po)
+			st, err := prune(ctx, g, s, po)
+			if err != nil {
+				return err
+			}
+			res.Prune = st
+		}
+		if g.json {
+			return writeJSON(g, res)
 		}
 		return nil
+	}
+	if dryRun {
+		g.printf("Dry run: %d job(s) would be removed.\n", len(remove))
+		return finish()
 	}
 	for _, j := range remove {
 		if err := s.ForgetJob(ctx, j.Number); err != nil {
@@ -289,11 +336,8 @@ func runForget(ctx context.Context, g *globals, kf keepFlags, pf pruneFlags, dry
 		}
 	}
 	g.printf("Removed %d job(s).\n", len(remove))
-	if doPrune {
-		return runPrune(ctx, g, s, po)
-	}
-	if len(remove) > 0 {
+	if len(remove) > 0 && !doPrune {
 		g.printf("Run 'runup prune' to reclaim their space.\n")
 	}
-	return nil
+	return finish()
 }

@@ -84,6 +84,14 @@ is still verified by its hash.`,
 					fmt.Fprintf(g.stderr, "warning: %v\n", err)
 				}
 			}
+			if g.json {
+				return writeJSON(g, struct {
+					ID        string `json:"id"`
+					Location  string `json:"repository"`
+					Encrypted bool   `json:"encrypted"`
+					Version   int    `json:"version"`
+				}{id.ID, e.repoLoc, pw != nil, id.Version})
+			}
 			if pw == nil {
 				g.printf("RunUp initialized in %s (unencrypted: set RUNUP_PASSWORD or use 'init --encrypt' to encrypt).\n", e.repoLoc)
 			} else {

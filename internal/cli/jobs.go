@@ -202,6 +202,11 @@ func newTag(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			type tagged struct {
+				Number int      `json:"number"`
+				Tags   []string `json:"tags"`
+			}
+			changed := []tagged{}
 			for _, spec := range args {
 				j, err := resolveJob(jobs, spec)
 				if err != nil {
@@ -217,6 +222,10 @@ func newTag(g *globals) *cobra.Command {
 					return err
 				}
 				g.printf("Job %d: tags %s\n", j.Number, strings.Join(j.Tags, ", "))
+				changed = append(changed, tagged{j.Number, append([]string{}, j.Tags...)})
+			}
+			if g.json {
+				return writeJSON(g, changed)
 			}
 			return nil
 		},

@@ -36,6 +36,9 @@ the exclusive lock.`, repo.FormatVersion),
 			defer s.close()
 			if v := s.Config().Version; v >= repo.FormatVersion {
 				g.printf("The repository is already at format %d.\n", v)
+				if g.json {
+					return writeJSON(g, map[string]int{"from": v, "to": v})
+				}
 				return nil
 			}
 			if _, problems, err := s.AdoptPacks(ctx); err != nil {

@@ -32,6 +32,11 @@ use it only when no other RunUp process uses the repository.`,
 				return err
 			}
 			g.printf("Removed %d lock(s).\n", n)
+			if g.json {
+				if err := writeJSON(g, map[string]int{"removed": n, "unverifiable": unreadable}); err != nil {
+					return err
+				}
+			}
 			if unreadable > 0 {
 				return withCode(ExitDamaged, fmt.Errorf("%d lock file(s) cannot be verified (damaged or forged) and count as held: if no other RunUp process uses the repository, remove them with 'runup unlock --remove-all'", unreadable))
 			}

@@ -82,9 +82,12 @@ type Options struct {
 
 // Result summarises a restore.
 type Result struct {
-	Files, Dirs, Others, Skipped int
-	Bytes                        int64
-	Errors                       int
+	Files   int   `json:"files"`
+	Dirs    int   `json:"dirs"`
+	Others  int   `json:"others"`  // links, fifos, devices
+	Skipped int   `json:"skipped"` // files already identical on disk
+	Bytes   int64 `json:"bytes"`
+	Errors  int   `json:"errors"`
 	// Damaged counts the errors due to damaged or missing repository data.
 	Damaged int `json:"damaged,omitempty"`
 	// Outside counts entries of the job outside Within, not restored.
