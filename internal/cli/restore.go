@@ -26,6 +26,8 @@ type restoreOptions struct {
 	force         bool
 	include       []string
 	exclude       []string
+	dryRun        bool
+	delete        bool
 }
 
 func newRestore(g *globals) *cobra.Command {
@@ -49,6 +51,8 @@ hold the same content; files created after the job are left alone.`,
 	f.BoolVarP(&o.force, "force", "f", false, "do not ask for confirmation")
 	f.StringSliceVar(&o.include, "include", nil, "restore only paths matching this pattern (** allowed; repeatable)")
 	f.StringSliceVar(&o.exclude, "exclude", nil, "do not restore paths matching this pattern (repeatable)")
+	f.BoolVarP(&o.dryRun, "dry-run", "n", false, "change nothing: say what would be restored, skipped and deleted (with --verbose, file by file)")
+	f.BoolVar(&o.delete, "delete", false, "delete files in the location that the job does not have (asks first, default no)")
 	return c
 }
 
@@ -64,6 +68,9 @@ func runRestore(ctx context.Context, g *globals, o restoreOptions, args []string
 	var results []restoreResult
 	if o.job < 0 {
 		return nil, usageErr(fmt.Errorf("--job %d: job numbers start at 1 (0 means the latest)", o.job))
+	}
+	if o.dryRun && o.clearLocation {
+		return nil, usageErr(errors.New("--dry-run with --clear-location: a dry run deletes nothing; use --delete --dry-run to see what the job does not have"))
 	}
 	e, err := g.loadEnv()
 	if err != nil {
@@ -117,7 +124,7 @@ func runRestore(ctx context.Context, g *globals, o restoreOptions, args []string
 				}
 			}
 		}
-		if !o.force {
+		if !o.force && !o.dryRun {
 			q := fmt.Sprintf("Are you sure you want to restore the project %q (job %d of %s) %s? [Y/n] ", j.Project, j.Number,
 				j.Time.Local().Format("2006-01-02 15:04"), dest.describe())
 			ok, err := confirm(g, q, true)
@@ -126,6 +133,16 @@ func runRestore(ctx context.Context, g *globals, o restoreOptions, args []string
 			}
 			if !ok {
 				return results, errors.New("restore cancelled; nothing was changed")
+			}
+			if o.delete && !o.clearLocation {
+				ok, err := confirm(g, fmt.Sprintf("--delete DELETES what job %d does not have in %s (but the repository and runup.yaml). Delete? [y/N] ",
+					j.Number, strings.Join(dest.clear(), ", ")), false)
+				if err != nil {
+					return results, err
+				}
+				if !ok {
+					return results, errors.New("restore cancelled; nothing was changed")
+				}
 			}
 			if o.clearLocation {
 				ok, err := confirm(g, fmt.Sprintf("--clear-location first DELETES everything in %s (but the repository and runup.yaml). Delete? [y/N] ",
@@ -167,14 +184,31 @@ func runRestore(ctx context.Context, g *globals, o restoreOptions, args []string
 		line := g.progressLine(func() string {
 			return restoreProgress(j.Project, stats, totalFiles, totalBytes, time.Since(start))
 		})
+		keep := []string{e.localRepoDir()}
+		if e.cfg != nil {
+			keep = append(keep, e.cfg.File)
+		}
 		res, err := restorer.Restore(ctx, r.Repository, j, restorer.Options{Target: dest.root, Within: dest.within,
-			Include: o.include, Exclude: o.exclude, Reporter: rep, Stats: stats, Workers: e.readers(), FindMissing: findMissing})
+			Include: o.include, Exclude: o.exclude, Reporter: rep, Stats: stats, Workers: e.readers(), FindMissing: findMissing,
+			DryRun: o.dryRun, Delete: o.delete, Keep: keep})
 		line.Stop()
 		if err != nil {
 			return results, fmt.Errorf("restore of job %d: %w", j.Number, err)
 		}
 		results = append(results, restoreResult{Job: j.Number, Project: j.Project, Location: dest.root, Result: res})
 		where := dest.describe()
+		if o.dryRun {
+			g.printf("Dry run of the restore of project %q from job %d %s: nothing was changed.\n", j.Project, j.Number, where)
+			g.printf("  would write %d files (%s) and leave %d already up to date; %d dirs", res.Files-res.Skipped,
+				progress.Bytes(res.Bytes), res.Skipped, res.Dirs)
+			if o.delete {
+				g.printf("; would delete %d entries", res.Deleted)
+			}
+			g.printf("\n")
+			failed += res.Errors
+			damaged += res.Damaged
+			continue
+		}
 		if res.Errors > 0 {
 			failed += res.Errors
 			damaged += res.Damaged
@@ -184,6 +218,9 @@ func runRestore(ctx context.Context, g *globals, o restoreOptions, args []string
 		}
 		g.printf("  %d files (%d already up to date), %d dirs, %s in %.1fs\n", res.Files, res.Skipped, res.Dirs,
 			progress.Bytes(res.Bytes), time.Since(start).Seconds())
+		if res.Deleted > 0 {
+			g.printf("  %d entries the job does not have were deleted\n", res.Deleted)
+		}
 		if res.Outside > 0 {
 			g.printf("  %d entries of the job lie outside what runup.yaml includes for %q today and were not restored (see the warnings; restore them with -l DIR)\n", res.Outside, j.Project)
 		}
@@ -312,7 +349,12 @@ func (e *env) selectJobs(jobs []*repo.Job, args []string, num int) ([]*repo.Job,
 // confirm asks a yes/no question on stdin; an empty answer is def.
 func confirm(g *globals, question string, def bool) (bool, error) {
 	fmt.Fprint(g.stderr, question)
-	line, err := bufio.NewReader(g.stdin).ReadString('\n')
+	// One reader for all questions: a new one per question would lose
+	// the answers a pipe gave ahead, in its buffer.
+	if g.answers == nil {
+		g.answers = bufio.NewReader(g.stdin)
+	}
+	line, err := g.answers.ReadString('\n')
 	if err != nil && line == "" {
 		fmt.Fprintln(g.stderr)
 		return false, errors.New("no answer to the question (no input); use -f to restore without asking")

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -37,9 +38,11 @@ type globals struct {
 	cacheDir     string
 	noCache      bool
 
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	stdin io.Reader
+	// answers reads the answers to questions from stdin.
+	answers *bufio.Reader
+	stdout  io.Writer
+	stderr  io.Writer
 
 	mu      sync.Mutex
 	release func() // releases the repository lock held, if any
@@ -289,5 +292,9 @@ func (r *reporter) File(path, status string, size int64) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if status == "delete" {
+		fmt.Fprintf(r.g.stdout, "%s%-9s %s\n", r.g.clearLine(), status, path)
+		return
+	}
 	fmt.Fprintf(r.g.stdout, "%s%-9s %s (%s)\n", r.g.clearLine(), status, path, progress.Bytes(size))
 }

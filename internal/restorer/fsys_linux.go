@@ -319,6 +319,25 @@ func (r *root) openRead(rel string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), rel), nil
 }
 
+// readdir lists directory rel's names, never following a link to it.
+func (r *root) readdir(rel string) ([]string, error) {
+	var fd int
+	err := r.at(rel, func(dfd int, name string) error {
+		if rel == "" {
+			name = "."
+		}
+		var err error
+		fd, err = unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
 func (r *root) symlink(target, rel string) error {
 	return r.at(rel, func(dfd int, name string) error { return unix.Symlinkat(target, dfd, name) })
 }

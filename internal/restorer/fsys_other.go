@@ -141,6 +141,23 @@ func (r *root) openRead(rel string) (*os.File, error) {
 	return r.r.Open(name(rel))
 }
 
+// readdir lists directory rel's names.
+func (r *root) readdir(rel string) ([]string, error) {
+	fi, err := r.r.Lstat(name(rel))
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, errors.New("not a directory")
+	}
+	f, err := r.r.Open(name(rel))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
 // errNoSymlinkPrivilege: Windows lets only administrators, or everyone in
 // Developer Mode, create symbolic links (ERROR_PRIVILEGE_NOT_HELD).
 const errNoSymlinkPrivilege = syscall.Errno(1314)

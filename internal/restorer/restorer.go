@@ -78,6 +78,15 @@ type Options struct {
 	Workers  int
 	Reporter Reporter
 	Stats    *Stats
+	// DryRun changes nothing on disk: it reads what is there and says
+	// (Result, and a FileReporter) what a restore would write, skip and
+	// delete.
+	DryRun bool
+	// Delete removes entries of the target that the job does not have,
+	// in the directories the restore covers (restic's --delete). Paths in
+	// Keep (absolute), and anything named .runup, are never removed.
+	Delete bool
+	Keep   []string
 }
 
 // Result summarises a restore.
@@ -92,6 +101,8 @@ type Result struct {
 	Damaged int `json:"damaged,omitempty"`
 	// Outside counts entries of the job outside Within, not restored.
 	Outside int `json:"outside,omitempty"`
+	// Deleted counts entries --delete removed (or would remove).
+	Deleted int `json:"deleted,omitempty"`
 }
 
 // fileState follows one file through the content phase. The file is
@@ -194,20 +205,33 @@ func Restore(ctx context.Context, r *repo.Repository, job *repo.Job, o Options) 
 	if len(o.Within) == 0 {
 		rs.within = []string{""}
 	}
-	if err := os.MkdirAll(o.Target, 0o755); err != nil {
+	if o.DryRun {
+		if fi, err := os.Stat(o.Target); err != nil || !fi.IsDir() {
+			o.Target, rs.o.Target = "", o.Target // nothing there: everything is new
+		}
+	} else if err := os.MkdirAll(o.Target, 0o755); err != nil {
 		return Result{}, fmt.Errorf("restore location: %w", err)
 	}
-	fs, err := openRoot(o.Target)
-	if err != nil {
-		return Result{}, err
+	if o.Target != "" {
+		fs, err := openRoot(o.Target)
+		if err != nil {
+			return Result{}, err
+		}
+		defer fs.close()
+		rs.fs = fs
+	} else {
+		rs.fresh[""] = true
 	}
-	defer fs.close()
-	rs.fs = fs
 	rootTree, err := rs.loadTree(job.Tree)
 	if err != nil {
 		return Result{}, fmt.Errorf("job %d: %w", job.Number, err)
 	}
 	err = rs.walk(rootTree, "", false)
+	if err == nil && o.Delete && rs.place("") == inside {
+		if sel, _ := rs.selected("", false); sel || len(o.Include) == 0 {
+			rs.deleteExtra(rootTree, "", false)
+		}
+	}
 	if err == nil {
 		rs.startBatch()
 	}
@@ -221,6 +245,10 @@ func Restore(ctx context.Context, r *repo.Repository, job *repo.Job, o Options) 
 	if err != nil {
 		rs.res.Errors, rs.res.Damaged = int(rs.errors.Load()), int(rs.damaged.Load())
 		return rs.res, err
+	}
+	if o.DryRun {
+		rs.res.Errors, rs.res.Damaged = int(rs.errors.Load()), int(rs.damaged.Load())
+		return rs.res, nil
 	}
 	for _, l := range rs.links {
 		if err := rs.fs.remove(l[1]); err != nil {
@@ -395,6 +423,9 @@ func (rs *restorer) walk(t *tree.Tree, rel string, underInclude bool) error {
 			if err := rs.walk(sub, crel, sel && len(rs.o.Include) > 0 || underInclude); err != nil {
 				return err
 			}
+			if rs.o.Delete && (sel || place == inside) && place != leading {
+				rs.deleteExtra(sub, crel, sel && len(rs.o.Include) > 0 || underInclude)
+			}
 			continue
 		}
 		if !sel {
@@ -414,6 +445,56 @@ func (rs *restorer) walk(t *tree.Tree, rel string, underInclude bool) error {
 	return nil
 }
 
+// deleteExtra removes (or, in a dry run, names) what directory rel holds
+// on disk that tree t does not: --delete. Entries the filters leave out of
+// the restore are left alone, and so is anything kept.
+func (rs *restorer) deleteExtra(t *tree.Tree, rel string, underInclude bool) {
+	if rs.fs == nil || rs.fresh[rel] {
+		return
+	}
+	names, err := rs.fs.readdir(rel)
+	if err != nil {
+		if !rs.o.DryRun {
+			rs.fail(rel, fmt.Errorf("--delete: %w", err))
+		}
+		return
+	}
+	have := make(map[string]bool, len(t.Nodes))
+	for _, n := range t.Nodes {
+		have[n.Name] = true
+	}
+	for _, name := range names {
+		crel := path.Join(rel, name)
+		if have[name] || name == ".runup" || rs.kept(crel) || rs.place(crel) != inside {
+			continue
+		}
+		if sel, _ := rs.selected(crel, underInclude); !sel {
+			continue
+		}
+		rs.res.Deleted++
+		if fr, ok := rs.o.Reporter.(progress.FileReporter); ok {
+			fr.File(rs.abs(crel), "delete", 0)
+		}
+		if rs.o.DryRun {
+			continue
+		}
+		if err := rs.fs.remove(crel); err != nil {
+			rs.fail(crel, fmt.Errorf("--delete: %w", err))
+		}
+	}
+}
+
+// kept reports whether rel is, or holds, a path of Options.Keep.
+func (rs *restorer) kept(rel string) bool {
+	abs := rs.abs(rel)
+	for _, k := range rs.o.Keep {
+		if k == abs || strings.HasPrefix(k, abs+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
+}
+
 // ensureDir makes rel (and its parents) a real directory. Inside what is
 // restored, whatever else is in the way is removed, never followed; above
 // it (replace false), a non-directory in the way is an error.
@@ -424,6 +505,9 @@ func (rs *restorer) ensureDir(rel string, replace bool) error {
 	parent, _ := split(rel)
 	if err := rs.ensureDir(parent, replace && rs.place(parent) == inside); err != nil {
 		return err
+	}
+	if rs.o.DryRun {
+		return rs.dryDir(rel, replace)
 	}
 	if !replace {
 		st, ok, err := rs.fs.lstat(rel)
@@ -445,7 +529,65 @@ func (rs *restorer) ensureDir(rel string, replace bool) error {
 	return nil
 }
 
+// dryDir is ensureDir of a dry run: it only looks.
+func (rs *restorer) dryDir(rel string, replace bool) error {
+	rs.created[rel] = true
+	if parent, _ := split(rel); rs.fs == nil || rs.fresh[parent] {
+		rs.fresh[rel] = true
+		return nil
+	}
+	st, ok, err := rs.fs.lstat(rel)
+	if err != nil {
+		return err
+	}
+	if ok && st.Mode&modeTypeMask != modeDir {
+		if !replace {
+			return fmt.Errorf("%s: a %s is where a directory leads to what is restored; not replaced, nothing restored below it", rs.abs(rel), typeName(st.Mode))
+		}
+		ok = false
+	}
+	if !ok {
+		rs.fresh[rel] = true
+	}
+	return nil
+}
+
+// dryEntry is entry of a dry run: files are compared with what is on
+// disk, nothing is written.
+func (rs *restorer) dryEntry(rel string, n *tree.Node) {
+	if n.Type != tree.File {
+		rs.res.Others++
+		return
+	}
+	rs.res.Files++
+	locs := make([]index.Location, len(n.Content))
+	var size int64
+	for i, id := range n.Content {
+		loc, ok := rs.lookup(pack.Data, id)
+		if !ok {
+			rs.fail(rel, fmt.Errorf("%w: chunk %v is missing from the repository; file not restored", repo.ErrDamaged, id.Short()))
+			return
+		}
+		locs[i] = loc
+		size += int64(loc.RawLen)
+	}
+	if parent, _ := split(rel); rs.fs != nil && !rs.fresh[parent] {
+		if f := rs.sameContent(rel, n, locs); f != nil {
+			f.Close()
+			rs.res.Skipped++
+			rs.fileDone(rel, "unchanged", size)
+			return
+		}
+	}
+	rs.res.Bytes += size
+	rs.fileDone(rel, "restore", size)
+}
+
 func (rs *restorer) entry(rel string, n *tree.Node) {
+	if rs.o.DryRun {
+		rs.dryEntry(rel, n)
+		return
+	}
 	if n.Type != tree.Dir && n.Links > 1 {
 		key := [2]uint64{n.Device, n.Inode}
 		if first, ok := rs.inodes[key]; ok {
