@@ -40,6 +40,9 @@ type env struct {
 	// passwordFn, when set, replaces the usual password sources (a copy
 	// target with its own password).
 	passwordFn func() ([]byte, error)
+	// noPrompt never asks for a password (shell completion runs under
+	// the user's typing).
+	noPrompt bool
 }
 
 // targetEnv is the environment of another repository (a copy's target):
@@ -363,6 +366,9 @@ func (e *env) openRepo(ctx context.Context, o repo.Options) (*repo.Repository, e
 	r, err := repo.Open(ctx, be, func() ([]byte, error) {
 		if pw != nil {
 			return pw, nil
+		}
+		if e.noPrompt {
+			return nil, errors.New("the repository needs a password")
 		}
 		return promptPassword(fmt.Sprintf("Password for %s: ", e.repoLoc))
 	}, o)

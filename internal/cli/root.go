@@ -227,10 +227,11 @@ ones store only new or changed data, yet every job restores as a full backup.`,
 	}
 	root.AddCommand(newInit(g), newBackup(g), newRestore(g), newJobs(g), newLs(g), newDump(g), newDiff(g), newFind(g),
 		newStats(g), newTag(g), newForget(g), newPrune(g), newCheck(g), newRepair(g), newUnlock(g), newKnown(g), newMigrate(g),
-		newCopy(g), newDaemon(g), newSchedule(g), newMount(g), newUI(g), newKey(g))
+		newCopy(g), newDaemon(g), newSchedule(g), newMount(g), newUI(g), newKey(g), newGenerate(g))
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)
 	}
+	addCompletions(g, root)
 	return root
 }
 
