@@ -20,6 +20,7 @@ import (
 // holder, while a backup runs; it succeeds once the backup is done or
 // when it waits long enough.
 func TestLockConflict(t *testing.T) {
+	slow(t)
 	r := rand.New(rand.NewPCG(1, 1))
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
@@ -53,6 +54,7 @@ func TestLockConflict(t *testing.T) {
 // Two backups of different projects into one repository at the same time:
 // both succeed, get distinct job numbers, and share their common data.
 func TestConcurrentBackups(t *testing.T) {
+	slow(t)
 	r := rand.New(rand.NewPCG(2, 2))
 	dir := t.TempDir()
 	for _, p := range []string{"a", "b"} {

@@ -100,6 +100,7 @@ func faultBin() string { return filepath.Join(binDir, "fault", "runup") }
 // Kill the backup at every step of the commit order: before and after each
 // file it writes (packs, index files, lock files, the job record).
 func TestCrashAtEveryStep(t *testing.T) {
+	slow(t)
 	e := newCrashEnv(t)
 	repo := filepath.Join(e.dir, "repo")
 	steps := 0
@@ -129,6 +130,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 
 // Kill the backup with SIGKILL at random moments.
 func TestCrashAtRandomTimes(t *testing.T) {
+	slow(t)
 	e := newCrashEnv(t)
 	repo := filepath.Join(e.dir, "repo")
 	// How long a backup takes here, to spread the kills over it.

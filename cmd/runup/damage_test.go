@@ -82,6 +82,7 @@ func exitCode(err error) int {
 }
 
 func TestDamagedRepository(t *testing.T) {
+	slow(t)
 	r := rand.New(rand.NewPCG(11, 11))
 	src := t.TempDir()
 	data := filepath.Join(src, "data")
@@ -227,6 +228,7 @@ func TestDamagedRepository(t *testing.T) {
 // A full disk ends the backup with a clear error and leaves a valid
 // repository whose earlier jobs restore.
 func TestFullDisk(t *testing.T) {
+	slow(t)
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a small tmpfs needs root (CI runs as root)")
 	}

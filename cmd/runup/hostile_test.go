@@ -90,6 +90,7 @@ func replaceFile(t *testing.T, p string, data []byte) {
 // those of an unencrypted repository of the attacker's, the next backup
 // with a password stores nothing, and restore reads nothing.
 func TestHostileSubstitutedRepository(t *testing.T) {
+	slow(t)
 	dir := project(t, map[string]string{"a.txt": "secret data"})
 	pw := []string{"RUNUP_PASSWORD=pw"}
 	runIn(t, runupBin(), dir, pw, 0, "init")
@@ -183,6 +184,7 @@ func nested(t *testing.T, r *repo.Repository, path string, leaf []tree.Node) cry
 // outside the project writes neither in place; what lies outside what
 // runup.yaml includes today is skipped and reported.
 func TestHostileJobStaysInside(t *testing.T) {
+	slow(t)
 	dir := project(t, map[string]string{"a.txt": "mine"})
 	runup(t, dir, 0, "init")
 	runup(t, dir, 0, "backup")
@@ -232,6 +234,7 @@ func TestHostileJobStaysInside(t *testing.T) {
 // 2. A planted file whose bytes are an empty directory's tree neither
 // breaks restore, check or prune, nor stands in for the tree.
 func TestHostilePlantedTreeBytes(t *testing.T) {
+	slow(t)
 	dir := project(t, map[string]string{"planted-v1": "\x01\x00", "planted-v2": "\x02\x00", "x": "x"})
 	os.MkdirAll(filepath.Join(dir, "data", "empty"), 0o755)
 	runup(t, dir, 0, "init")
@@ -258,6 +261,7 @@ func TestHostilePlantedTreeBytes(t *testing.T) {
 // job (check reports it, prune refuses), and neither does a deleted job
 // record.
 func TestHostileJobFiles(t *testing.T) {
+	slow(t)
 	r := rand.New(rand.NewPCG(4, 4))
 	dir := project(t, nil)
 	writeRandom(t, r, filepath.Join(dir, "data", "one"), 300<<10)
@@ -308,6 +312,7 @@ func TestHostileJobFiles(t *testing.T) {
 // running backup's lock stops prune, and the backup, finding its lock
 // replaced, stops too.
 func TestHostileJunkLock(t *testing.T) {
+	slow(t)
 	r := rand.New(rand.NewPCG(5, 5))
 	dir := project(t, nil)
 	runup(t, dir, 0, "init")
@@ -349,6 +354,7 @@ func TestHostileJunkLock(t *testing.T) {
 // stale time, while a prune runs, writes no job when it continues, and the
 // repository stays valid.
 func TestHostileSuspendedWriter(t *testing.T) {
+	slow(t)
 	r := rand.New(rand.NewPCG(6, 6))
 	dir := project(t, nil)
 	env := []string{"RUNUP_LOCK_STALE=2s"}
@@ -395,6 +401,7 @@ func TestHostileSuspendedWriter(t *testing.T) {
 // named; a lost config is reported as such and init refuses to write over
 // the repository's data.
 func TestHostileDamageIsNotUserError(t *testing.T) {
+	slow(t)
 	dir := project(t, map[string]string{"a": "a"})
 	pw := []string{"RUNUP_PASSWORD=pw"}
 	runIn(t, runupBin(), dir, pw, 0, "init")
@@ -425,6 +432,7 @@ func TestHostileDamageIsNotUserError(t *testing.T) {
 // 7. A read-only repository (a mounted snapshot) can be read: without a
 // lock, with a warning; writing to it is an error, never "locked".
 func TestHostileReadOnlyRepository(t *testing.T) {
+	slow(t)
 	if os.Geteuid() != 0 {
 		t.Skip("a read-only bind mount needs root (CI runs as root)")
 	}
@@ -455,6 +463,7 @@ func TestHostileReadOnlyRepository(t *testing.T) {
 
 // 8. Special files never hang a backup, and Ctrl-C ends one within seconds.
 func TestHostileSpecialFiles(t *testing.T) {
+	slow(t)
 	if _, err := os.Stat("/proc/kmsg"); err != nil || os.Geteuid() != 0 {
 		t.Skip("/proc/kmsg is readable by root only")
 	}
@@ -484,6 +493,7 @@ func TestHostileSpecialFiles(t *testing.T) {
 // 8. Every time a filesystem holds comes back exactly, beyond 2262 too, and
 // sparse files restore sparse.
 func TestHostileTimesAndHoles(t *testing.T) {
+	slow(t)
 	dir := project(t, map[string]string{"future": "from the future"})
 	future := time.Date(2400, 3, 1, 12, 0, 0, 123456789, time.UTC)
 	if err := os.Chtimes(filepath.Join(dir, "data", "future"), future, future); err != nil {
@@ -527,6 +537,7 @@ func TestHostileTimesAndHoles(t *testing.T) {
 
 // 9. password: command: from a runup.yaml that others can write is refused.
 func TestHostileLooseConfig(t *testing.T) {
+	slow(t)
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	cfg := filepath.Join(dir, "runup.yaml")
@@ -576,6 +587,7 @@ func storageOf(t *testing.T, kind, url string, env []string) backend.Backend {
 // SFTP alike, and a server that stops answering ends a command within the
 // timeout and the retry budget, never hangs it.
 func TestHostileRemote(t *testing.T) {
+	slow(t)
 	for kind, rm := range remotes(t) {
 		t.Run(kind, func(t *testing.T) {
 			ctx := context.Background()
@@ -637,6 +649,7 @@ func TestHostileRemote(t *testing.T) {
 // damage that check names (exit 13), and crashes nothing. (Files outside the
 // layout, such as data/x, are never read.)
 func TestHostileUnknownFiles(t *testing.T) {
+	slow(t)
 	for _, p := range []string{"index/x", "keys/x", "locks/x", "jobs/x", "data/ab/x", "index/" + strings.Repeat("f", 64)} {
 		t.Run(strings.ReplaceAll(p, "/", "_"), func(t *testing.T) {
 			dir := project(t, map[string]string{"a": "a"})
@@ -664,6 +677,7 @@ func TestHostileUnknownFiles(t *testing.T) {
 // after a backup has published what it indexed to the local store, ls and
 // diff read no index file either.
 func TestIndexNotLoaded(t *testing.T) {
+	slow(t)
 	r := rand.New(rand.NewPCG(10, 10))
 	dir := project(t, nil)
 	for i := range 20 {

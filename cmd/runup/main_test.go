@@ -51,6 +51,16 @@ func TestMain(m *testing.M) {
 
 func runupBin() string { return filepath.Join(binDir, "runup") }
 
+// slow marks an end-to-end scenario (servers, crashes, browsers, many
+// processes): 'go test -short' runs only the scripts of the command line,
+// and the packages' own tests.
+func slow(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end scenario: skipped with -short")
+	}
+}
+
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",

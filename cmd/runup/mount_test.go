@@ -111,6 +111,7 @@ func (m *mountProc) wait(t *testing.T, within time.Duration) {
 // by project, tag and host, random reads of a large file, a new job
 // appearing while mounted, and unmounting while a reader is busy.
 func TestMount(t *testing.T) {
+	slow(t)
 	if why := canMount(); why != "" {
 		t.Skip("FUSE: " + why)
 	}

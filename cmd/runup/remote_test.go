@@ -60,6 +60,7 @@ func runIn(t *testing.T, bin, dir string, env []string, want int, args ...string
 }
 
 func TestRemoteRepositories(t *testing.T) {
+	slow(t)
 	for kind, rm := range remotes(t) {
 		t.Run(kind, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(8, 8))
@@ -163,6 +164,7 @@ func TestRemoteRepositories(t *testing.T) {
 // and an incremental backup do not download it again, and a damaged cache
 // file is noticed and fetched again.
 func TestRemoteCache(t *testing.T) {
+	slow(t)
 	s3 := testservers.StartS3(t)
 	r := rand.New(rand.NewPCG(9, 1))
 	dir := t.TempDir()
@@ -230,6 +232,7 @@ func TestRemoteCache(t *testing.T) {
 // restore exactly, and their common data ends up stored once (at once when
 // one has indexed it before the other reads it; after prune otherwise).
 func TestConcurrentS3Backups(t *testing.T) {
+	slow(t)
 	s3 := testservers.StartS3(t)
 	r := rand.New(rand.NewPCG(12, 12))
 	shared := make([]byte, 20<<20)
@@ -301,6 +304,7 @@ func TestConcurrentS3Backups(t *testing.T) {
 // the others published, so the data is stored at most twice before any
 // prune (it was stored by every host).
 func TestEightHostsDeduplicate(t *testing.T) {
+	slow(t)
 	s3 := testservers.StartS3(t)
 	r := rand.New(rand.NewPCG(13, 13))
 	shared := make([]byte, 20<<20)

@@ -34,6 +34,7 @@ func listJobs(t *testing.T, dir string) []jobJSON {
 // runup.yaml keeps exactly the expected jobs; after prune every kept job
 // restores exactly, and find and diff agree with the trees.
 func TestYearOfDailyJobs(t *testing.T) {
+	slow(t)
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	os.WriteFile(filepath.Join(dir, "runup.yaml"), []byte(`version: '2'
@@ -116,6 +117,7 @@ project:
 // After forgetting all but the last job and pruning, the repository is at
 // most 5% larger than a fresh repository holding only that job.
 func TestPruneReclaims(t *testing.T) {
+	slow(t)
 	r := rand.New(rand.NewPCG(4, 4))
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -157,6 +159,7 @@ func TestPruneReclaims(t *testing.T) {
 // Kill forget --prune at every step: every kept job still restores, check
 // passes, and a later prune finishes the work.
 func TestPruneCrashAtEveryStep(t *testing.T) {
+	slow(t)
 	r := rand.New(rand.NewPCG(6, 6))
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")

@@ -217,6 +217,7 @@ func mutate(t *testing.T, r *rand.Rand, root string) {
 }
 
 func TestRandomRoundTrip(t *testing.T) {
+	slow(t)
 	for seed := range uint64(3) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 42))
@@ -274,6 +275,7 @@ func dirSize(t *testing.T, root string) int64 {
 
 // Copying and renaming a 100 MiB tree must grow the repository by under 1%.
 func TestDedupCopyRename(t *testing.T) {
+	slow(t)
 	r := rand.New(rand.NewPCG(9, 9))
 	dir := t.TempDir()
 	orig := filepath.Join(dir, "tree", "orig")
@@ -310,6 +312,7 @@ func TestDedupCopyRename(t *testing.T) {
 // An unreadable file is reported by path, the rest is backed up, the job is
 // saved as incomplete and the exit code is 3.
 func TestUnreadableFile(t *testing.T) {
+	slow(t)
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "data", "closed"), 0o755)
 	os.WriteFile(filepath.Join(dir, "data", "ok.txt"), []byte("fine"), 0o644)

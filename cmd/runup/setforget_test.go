@@ -37,6 +37,7 @@ func writeConfig(t *testing.T, dir, yaml string) {
 // A database is backed up with pg_dump against a real PostgreSQL server,
 // dropped, and restored from the job.
 func TestDatabaseDump(t *testing.T) {
+	slow(t)
 	pg := testservers.StartPostgres(t)
 	pg.Run(t, "createdb", "site")
 	pg.Run(t, "psql", "-d", "site", "-v", "ON_ERROR_STOP=1", "-q", "-c",
@@ -152,6 +153,7 @@ func (p *pingServer) take() []string {
 // Hooks and notifications around a backup run by hand, with a monitor that
 // is up, and one that is down.
 func TestHooksAndNotifications(t *testing.T) {
+	slow(t)
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "www"), 0o755)
 	os.WriteFile(filepath.Join(dir, "www", "index.html"), []byte("<h1>hello</h1>"), 0o644)
@@ -316,6 +318,7 @@ func (d *daemonProc) stop(t *testing.T, sig syscall.Signal) time.Duration {
 // at once, a SIGHUP that changes the schedule, a SIGTERM in the middle of
 // a backup that leaves a valid repository, and 'schedule status'.
 func TestDaemon(t *testing.T) {
+	slow(t)
 	dir := t.TempDir()
 	r := rand.New(rand.NewPCG(12, 12))
 	for _, p := range []string{"a", "b", "c"} {
@@ -451,6 +454,7 @@ project:
 }
 
 func TestScheduleInstall(t *testing.T) {
+	slow(t)
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "site"), 0o755)
 	writeConfig(t, dir, "version: '2'\nproject:\n  a:\n    include: ['./site']\n")
@@ -493,6 +497,7 @@ func TestScheduleInstall(t *testing.T) {
 // into a repository with its own password; and copies killed at every
 // step, resumed without duplicates.
 func TestCopy(t *testing.T) {
+	slow(t)
 	rms := remotes(t)
 	r := rand.New(rand.NewPCG(13, 13))
 	dir := t.TempDir()

@@ -196,6 +196,7 @@ var navigateTo = chromedp.Navigate
 // file and compare its bytes, restore a file and compare, start a backup
 // and follow it to the end; on a laptop screen and a phone.
 func TestUIInBrowser(t *testing.T) {
+	slow(t)
 	chrome, why := chromium()
 	if why != "" {
 		t.Skip(why)
@@ -365,6 +366,7 @@ func indexOf(s []string, v string) int {
 // rebinding), forms from another site, a form without its token, and the
 // password required off loopback.
 func TestUISecurity(t *testing.T) {
+	slow(t)
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "www"), 0o755)
 	os.WriteFile(filepath.Join(dir, "www", "a"), []byte("a"), 0o644)
