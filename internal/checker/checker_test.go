@@ -31,7 +31,6 @@ func TestParseSubset(t *testing.T) {
 // big.bin (its own, largest pack), job 2 adds other.txt.
 type fixture struct {
 	dir string // the repository's folder
-	r   *repo.Repository
 }
 
 func newFixture(t *testing.T) *fixture {
