@@ -35,6 +35,9 @@ scripts come from 'runup completion bash|zsh|fish|powershell'.`,
 			}
 			entries, _ := os.ReadDir(manDir)
 			g.printf("Wrote %d man pages to %s.\n", len(entries), manDir)
+			if g.json {
+				return writeJSON(g, map[string]any{"dir": manDir, "man_pages": len(entries)})
+			}
 			return nil
 		},
 	}

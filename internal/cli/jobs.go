@@ -178,6 +178,16 @@ func writeJSON(g *globals, v any) error {
 	return enc.Encode(v)
 }
 
+// event prints, with --json, one JSON line of a long-running command
+// (mount, ui), its kind in message_type as restic's are.
+func (g *globals) event(kind string, fields map[string]any) {
+	if !g.json {
+		return
+	}
+	fields["message_type"] = kind
+	_ = json.NewEncoder(g.stdout).Encode(fields)
+}
+
 func newTag(g *globals) *cobra.Command {
 	var add, remove []string
 	c := &cobra.Command{

@@ -87,6 +87,8 @@ func runMount(ctx context.Context, g *globals, dir string, o mount.Options, noLo
 		return err
 	}
 	g.printf("Mounted %s at %s (read-only). Ctrl-C or 'umount %s' unmounts.\n", e.repoLoc, dir, dir)
+	g.event("mounted", map[string]any{"repository": e.repoLoc, "mountpoint": dir})
+	defer g.event("unmounted", map[string]any{"mountpoint": dir})
 	done := make(chan struct{})
 	go func() {
 		m.Wait()

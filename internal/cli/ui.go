@@ -122,6 +122,7 @@ func serveUI(ctx context.Context, g *globals, b *uiBackend, d *daemon.Daemon, ad
 		}
 	}()
 	fmt.Fprintf(g.stderr, "RunUp web UI on http://%s/ (Ctrl-C stops)\n", l.Addr())
+	g.event("listening", map[string]any{"url": fmt.Sprintf("http://%s/", l.Addr())})
 	return func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
