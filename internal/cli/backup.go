@@ -294,9 +294,10 @@ func runBackup(ctx context.Context, g *globals, o backupOptions, args []string, 
 	}
 	// What this backup indexed goes into the local store now, so that the
 	// next command reads no index file.
-	if o.dryRun {
-	} else if err := r.PublishIndex(ctx); err != nil {
-		fmt.Fprintf(g.stderr, "warning: local index store: %v\n", err)
+	if !o.dryRun {
+		if err := r.PublishIndex(ctx); err != nil {
+			fmt.Fprintf(g.stderr, "warning: local index store: %v\n", err)
+		}
 	}
 	if g.json {
 		enc := json.NewEncoder(g.stdout)
