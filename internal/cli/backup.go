@@ -182,11 +182,16 @@ func (e *env) plans(args []string, adhocProject string, flags selectionFlags) ([
 		// config directory to be relative to.
 		p.base, p.inCtx = e.dir, e.cfg != nil
 		if e.cfg == nil {
-			p.base = "/"
+			p.base = fsRoot(e.dir)
 		}
 		for _, abs := range p.paths {
-			if rel, err := filepath.Rel(e.dir, abs); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-				p.base, p.inCtx = "/", false
+			if rel, err := filepath.Rel(e.dir, abs); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+				p.base, p.inCtx = fsRoot(abs), false
+			}
+		}
+		for _, abs := range p.paths {
+			if fsRoot(abs) != fsRoot(p.base) {
+				return nil, usageErr(fmt.Errorf("project %s includes %s and %s, on different drives: give each drive its own project", p.project, p.base, abs))
 			}
 		}
 		if d := e.localRepoDir(); d != "" {

@@ -281,7 +281,10 @@ func (e *env) restoreTarget(j *repo.Job, location string) (restoreDest, error) {
 	}
 	// The job's tree stands for the context when it said so at backup
 	// time, for / otherwise; today's includes confine it either way.
-	root := "/"
+	root := fsRoot(e.dir)
+	if len(plans[0].paths) > 0 {
+		root = fsRoot(plans[0].paths[0])
+	}
 	if j.InContext {
 		root = e.dir
 	}
@@ -299,8 +302,13 @@ func (e *env) restoreTarget(j *repo.Job, location string) (restoreDest, error) {
 
 // within reports whether path p is dir or lies below it.
 func within(p, dir string) bool {
-	return p == dir || dir == "/" || strings.HasPrefix(p, dir+string(filepath.Separator))
+	return p == dir || dir == fsRoot(dir) && fsRoot(p) == dir || strings.HasPrefix(p, dir+string(filepath.Separator))
 }
+
+// fsRoot is the root of the filesystem tree an absolute path is in: / on
+// Unix, its drive's root (C:\) on Windows. A job outside the context
+// stands for it.
+func fsRoot(p string) string { return filepath.VolumeName(p) + string(filepath.Separator) }
 
 // selectJobs picks what to restore, as the original did: a project's latest
 // job, a given job (which must belong to the named project), or the latest
