@@ -63,6 +63,7 @@ func TestRemoteRepositories(t *testing.T) {
 	slow(t)
 	for kind, rm := range remotes(t) {
 		t.Run(kind, func(t *testing.T) {
+			t.Parallel() // each kind has its own server, folders and repository
 			r := rand.New(rand.NewPCG(8, 8))
 			dir := t.TempDir()
 			data := filepath.Join(dir, "data")
