@@ -490,6 +490,16 @@ func TestScheduleInstall(t *testing.T) {
 	if out := runup(t, dir, 0, "schedule", "install", "--user", "--print"); !strings.Contains(out, "WantedBy=default.target") {
 		t.Errorf("user unit:\n%s", out)
 	}
+	// --json: what was written, where, and whether it was enabled.
+	var got struct {
+		Format, Name, Path, Content string
+		Enabled                     bool
+	}
+	out = runup(t, dir, 0, "--password-file", "pw", "schedule", "install", "--unit-dir", units, "--json")
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got.Format != "systemd" || got.Enabled ||
+		got.Path != filepath.Join(units, got.Name+".service") || !strings.Contains(got.Content, "ExecStart=") {
+		t.Errorf("install --json: %v\n%s", err, out)
+	}
 }
 
 // Copies to a second local repository, to S3 (versitygw) and to SFTP

@@ -124,6 +124,9 @@ func newDump(g *globals) *cobra.Command {
 		Short: "Write one file of a job to stdout (a directory as a tar stream)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.json {
+				return usageErr(errors.New("dump writes the file's own bytes: --json does not apply (see 'runup ls JOB PATH --json' for its metadata)"))
+			}
 			ctx := cmd.Context()
 			s, jobs, err := g.readSession(ctx, true)
 			if err != nil {

@@ -232,21 +232,33 @@ func runScheduleInstall(g *globals, o installOptions) error {
 			format = "systemd"
 		}
 	}
+	// installed is what --json prints: what was (or would be) written.
+	type installed struct {
+		Format  string `json:"format"`
+		Name    string `json:"name"`
+		Path    string `json:"path,omitempty"`
+		Enabled bool   `json:"enabled"`
+		Content string `json:"content"`
+	}
+	show := func(text string) error {
+		if g.json {
+			return writeJSON(g, installed{Format: format, Name: name, Content: text})
+		}
+		fmt.Fprint(g.stdout, text)
+		return nil
+	}
 	switch format {
 	case "launchd":
-		fmt.Fprint(g.stdout, launchdPlist(name, args))
-		return nil
+		return show(launchdPlist(name, args))
 	case "windows":
-		fmt.Fprint(g.stdout, windowsTask(name, args))
-		return nil
+		return show(windowsTask(name, args))
 	case "systemd":
 	default:
 		return usageErr(fmt.Errorf("--format %q: want systemd, launchd or windows", format))
 	}
 	unit := systemdUnit(e.dir, args, o.user)
 	if o.print {
-		fmt.Fprint(g.stdout, unit)
-		return nil
+		return show(unit)
 	}
 	dir := o.unitDir
 	if dir == "" {
@@ -276,9 +288,15 @@ func runScheduleInstall(g *globals, o installOptions) error {
 		systemctl = append(systemctl, "--user")
 	}
 	enable := strings.Join(append(systemctl, "enable", "--now", name+".service"), " ")
+	done := func(enabled bool) error {
+		if g.json {
+			return writeJSON(g, installed{Format: format, Name: name, Path: path, Enabled: enabled, Content: unit})
+		}
+		return nil
+	}
 	if o.noEnable || o.unitDir != "" {
 		g.printf("Enable it with: %s daemon-reload && %s\n", strings.Join(systemctl, " "), enable)
-		return nil
+		return done(false)
 	}
 	if _, err := exec.LookPath("systemctl"); err != nil {
 		return fmt.Errorf("systemctl is not here to enable %s: start 'runup daemon' another way (see 'runup schedule install --help')", path)
@@ -293,7 +311,7 @@ func runScheduleInstall(g *globals, o installOptions) error {
 	if o.user {
 		g.printf("A user unit runs only while you are logged in; to run it always: loginctl enable-linger %s\n", os.Getenv("USER"))
 	}
-	return nil
+	return done(true)
 }
 
 func installErr(err error, o installOptions) error {
