@@ -61,6 +61,10 @@ warning, never a failure.
 Without a runup.yaml, 'runup --repo DIR backup PATH...' backs up the
 given paths as project "default" (or --project NAME).
 
+--exclude and the other selection flags follow restic and add to what
+runup.yaml leaves out; --dry-run says what would be read and added and
+saves nothing.
+
 'runup backup --stdin-from-command --stdin-filename site.sql -- pg_dump site'
 stores a command's output as the file site.sql; if the command fails, no
 job is saved. --stdin stores standard input the same way.`,

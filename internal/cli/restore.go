@@ -37,7 +37,12 @@ func newRestore(g *globals) *cobra.Command {
 		Short: "Restore a project's job (all projects when none is named)",
 		Long: `Restore the latest job of a project, or the job given with -j, in place
 or under --location. Files of the job are overwritten unless they already
-hold the same content; files created after the job are left alone.`,
+hold the same content; files created after the job are left alone, unless
+--delete removes what the job does not have (it asks first, default no).
+
+In place, only what runup.yaml includes for the project today is written.
+--dry-run changes nothing and says what would be written, left as it is,
+and deleted (--verbose: file by file).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, err := runRestore(cmd.Context(), g, o, args)
