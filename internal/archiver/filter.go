@@ -141,11 +141,16 @@ func hasMarker(path, header string) bool {
 	if header == "" {
 		return true
 	}
-	f, err := os.Open(path)
+	// Opened as a backup opens files: a fifo swapped in since lstat must
+	// not block the walk (a planted file is part of the threat model).
+	f, err := openFile(path)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
 	buf := make([]byte, len(header))
 	_, err = io.ReadFull(f, buf)
 	return err == nil && string(buf) == header
