@@ -293,9 +293,15 @@ func (r *reporter) File(path, status string, size int64) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// The progress line is on stderr: erase it only when stdout shows on
+	// the same screen, never in a file stdout goes to.
+	clear := ""
+	if progress.IsTerminal(r.g.stdout) {
+		clear = r.g.clearLine()
+	}
 	if status == "delete" {
-		fmt.Fprintf(r.g.stdout, "%s%-9s %s\n", r.g.clearLine(), status, path)
+		fmt.Fprintf(r.g.stdout, "%s%-9s %s\n", clear, status, path)
 		return
 	}
-	fmt.Fprintf(r.g.stdout, "%s%-9s %s (%s)\n", r.g.clearLine(), status, path, progress.Bytes(size))
+	fmt.Fprintf(r.g.stdout, "%s%-9s %s (%s)\n", clear, status, path, progress.Bytes(size))
 }
