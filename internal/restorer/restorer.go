@@ -299,6 +299,17 @@ func (rs *restorer) fail(rel string, err error) {
 	}
 }
 
+// failOrWarn reports what the target's system or filesystem cannot hold
+// (a link on Windows without the privilege, a fifo there) as a warning,
+// like extended attributes; anything else fails the entry.
+func (rs *restorer) failOrWarn(rel string, err error) {
+	if errors.Is(err, errors.ErrUnsupported) {
+		rs.warn(rel, err.Error())
+		return
+	}
+	rs.fail(rel, err)
+}
+
 // fileDone counts a file as done and tells a FileReporter (--verbose).
 // The bytes of a restored file were counted chunk by chunk.
 func (rs *restorer) fileDone(rel, status string, size int64) {
@@ -606,7 +617,7 @@ func (rs *restorer) entry(rel string, n *tree.Node) {
 			return
 		}
 		if err := rs.fs.symlink(n.Target, rel); err != nil {
-			rs.fail(rel, err)
+			rs.failOrWarn(rel, err)
 			return
 		}
 		rs.setMeta(rel, n)
@@ -631,7 +642,7 @@ func (rs *restorer) entry(rel string, n *tree.Node) {
 			mode = modeBlock
 		}
 		if err := rs.fs.mknod(rel, mode|0o600, n.Rdev); err != nil {
-			rs.fail(rel, err)
+			rs.failOrWarn(rel, err)
 			return
 		}
 		rs.setMeta(rel, n)
