@@ -140,8 +140,14 @@ func runRestore(ctx context.Context, g *globals, o restoreOptions, args []string
 				return results, errors.New("restore cancelled; nothing was changed")
 			}
 			if o.delete && !o.clearLocation {
+				// In place, only what runup.yaml includes is restored, so
+				// only there can anything be deleted.
+				where := []string{dest.root}
+				if len(dest.within) > 0 {
+					where = dest.within
+				}
 				ok, err := confirm(g, fmt.Sprintf("--delete DELETES what job %d does not have in %s (but the repository and runup.yaml). Delete? [y/N] ",
-					j.Number, strings.Join(dest.clear(), ", ")), false)
+					j.Number, strings.Join(where, ", ")), false)
 				if err != nil {
 					return results, err
 				}
