@@ -571,16 +571,9 @@ func (rs *restorer) dryEntry(rel string, n *tree.Node) {
 		return
 	}
 	rs.res.Files++
-	locs := make([]index.Location, len(n.Content))
-	var size int64
-	for i, id := range n.Content {
-		loc, ok := rs.lookup(pack.Data, id)
-		if !ok {
-			rs.fail(rel, fmt.Errorf("%w: chunk %v is missing from the repository; file not restored", repo.ErrDamaged, id.Short()))
-			return
-		}
-		locs[i] = loc
-		size += int64(loc.RawLen)
+	locs, size, ok := rs.locate(rel, n)
+	if !ok {
+		return
 	}
 	if parent, _ := split(rel); rs.fs != nil && !rs.fresh[parent] {
 		if f := rs.sameContent(rel, n, locs); f != nil {
@@ -649,22 +642,31 @@ func (rs *restorer) entry(rel string, n *tree.Node) {
 	}
 }
 
-func (rs *restorer) file(rel string, n *tree.Node) {
-	rs.res.Files++
-	rs.o.Stats.Files.Add(1)
-	locs := make([]index.Location, len(n.Content))
-	var size int64
+// locate finds where each chunk of a file is stored, and checks that they
+// add up to its size; a damaged file is reported and ok is false.
+func (rs *restorer) locate(rel string, n *tree.Node) (locs []index.Location, size int64, ok bool) {
+	locs = make([]index.Location, len(n.Content))
 	for i, id := range n.Content {
-		loc, ok := rs.lookup(pack.Data, id)
-		if !ok {
+		loc, found := rs.lookup(pack.Data, id)
+		if !found {
 			rs.fail(rel, fmt.Errorf("%w: chunk %v is missing from the repository; file not restored", repo.ErrDamaged, id.Short()))
-			return
+			return nil, 0, false
 		}
 		locs[i] = loc
 		size += int64(loc.RawLen)
 	}
 	if size != int64(n.Size) {
 		rs.fail(rel, fmt.Errorf("%w: chunks add up to %d bytes, the file had %d", repo.ErrDamaged, size, n.Size))
+		return nil, 0, false
+	}
+	return locs, size, true
+}
+
+func (rs *restorer) file(rel string, n *tree.Node) {
+	rs.res.Files++
+	rs.o.Stats.Files.Add(1)
+	locs, size, ok := rs.locate(rel, n)
+	if !ok {
 		return
 	}
 	if parent, _ := split(rel); !rs.fresh[parent] {
