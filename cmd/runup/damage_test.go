@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -80,6 +81,10 @@ func exitCode(err error) int {
 	}
 	return 0
 }
+
+// checkFound is check's summary of damage: "check found 1 problem and 2
+// files damaged in 1 job (listed above): ...".
+var checkFound = regexp.MustCompile(`check found (\d+ problems?|\d+ files? damaged in \d+ jobs?)( and \d+ files? damaged in \d+ jobs?)? \(listed above\)`)
 
 func TestDamagedRepository(t *testing.T) {
 	slow(t)
@@ -151,6 +156,12 @@ func TestDamagedRepository(t *testing.T) {
 			}
 			if code != 13 {
 				t.Fatalf("check: exit %d, want 13\n%s", code, out)
+			}
+			// The report counts in words ("4 packs are", not "4 pack(s)"),
+			// and the last line says what was found: never "0 problem(s)"
+			// beside damaged files.
+			if !checkFound.Match(out) || strings.Contains(string(out), "(s)") || strings.Contains(string(out), "found 0 ") {
+				t.Fatalf("check's summary:\n%s", out)
 			}
 			// What check says is affected, per job: everything else must
 			// restore exactly.

@@ -353,4 +353,14 @@ func TestUnreadableFile(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "out", "data", "ok.txt")); err != nil || string(b) != "fine" {
 		t.Fatalf("readable file not restored: %v", err)
 	}
+
+	// A context folder that cannot be read says so, not "no runup.yaml".
+	closed := filepath.Join(dir, "closed-context")
+	os.Mkdir(closed, 0o755)
+	os.WriteFile(filepath.Join(closed, "runup.yaml"), []byte("version: '1'\nproject:\n  p:\n    include: [x]\n"), 0o644)
+	os.Chmod(closed, 0o000)
+	defer os.Chmod(closed, 0o755)
+	if out := run(1, "-c", closed, "jobs"); !strings.Contains(out, "permission denied") || strings.Contains(out, "no runup.yaml") {
+		t.Errorf("unreadable context: %s", out)
+	}
 }

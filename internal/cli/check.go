@@ -62,10 +62,10 @@ func printReport(g *globals, rep *checker.Report) {
 		fmt.Fprintf(g.stdout, "Damaged jobs: %s\n", joinInts(rep.DamagedJobs))
 	}
 	if rep.UnindexedPacks > 0 {
-		g.printf("%d pack(s) are not in the index (left by an interrupted backup; the next backup adopts them, or run 'runup repair index').\n", rep.UnindexedPacks)
+		g.printf("%s not in the index (left by an interrupted backup; the next backup adopts them, or run 'runup repair index').\n", isAre(rep.UnindexedPacks, "pack"))
 	}
 	if rep.UnreferencedPacks > 0 {
-		g.printf("%d pack(s) hold no data any job uses ('runup prune' will remove them).\n", rep.UnreferencedPacks)
+		g.printf("%s no data any job uses ('runup prune' will remove them).\n", plural(rep.UnreferencedPacks, "pack holds", "packs hold"))
 	}
 	if rep.OK() {
 		g.printf("No problems found.\n")
@@ -116,7 +116,7 @@ are written before the old ones are removed.`,
 			for _, p := range res.Lost {
 				fmt.Fprintf(g.stderr, "error: %v\n", p)
 			}
-			g.printf("Index rebuilt from %d pack(s).\n", res.Packs)
+			g.printf("Index rebuilt from %s.\n", plural(res.Packs, "pack", "packs"))
 			if g.json {
 				msgs := func(errs []error) []string {
 					out := []string{}
@@ -202,6 +202,14 @@ func runCheck(ctx context.Context, g *globals, readData bool, subset string) (*c
 		return rep, withCode(ExitDamaged, fmt.Errorf("check found %s (listed above): 'runup repair index' if index files are damaged; damaged data is lost unless a copy has it", strings.Join(found, " and ")))
 	}
 	return rep, nil
+}
+
+// isAre is "1 pack is" or "4 packs are".
+func isAre(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun + " is"
+	}
+	return fmt.Sprintf("%d %ss are", n, noun)
 }
 
 func plural(n int, one, many string) string {
