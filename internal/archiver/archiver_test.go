@@ -13,34 +13,13 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/runup/runup/internal/backend/local"
 	"github.com/runup/runup/internal/pack"
 	"github.com/runup/runup/internal/repo"
+	"github.com/runup/runup/internal/repo/repotest"
 	"github.com/runup/runup/internal/tree"
 )
 
-func newRepo(t *testing.T) *repo.Repository {
-	t.Helper()
-	dir := t.TempDir()
-	be, err := local.Open(filepath.Join(dir, "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	be.Create()
-	ctx := context.Background()
-	if _, err := repo.Init(ctx, be, repo.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(ctx, be, nil, repo.Options{IndexDir: filepath.Join(dir, "idx")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
+func newRepo(t *testing.T) *repo.Repository { return repotest.New(t, "") }
 
 // contents lists a job as path → content ("dir/" for directories, "->x"
 // for links), reading every file back from the repository.

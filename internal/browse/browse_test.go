@@ -3,36 +3,17 @@ package browse
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/runup/runup/internal/backend/local"
 	"github.com/runup/runup/internal/crypto"
 	"github.com/runup/runup/internal/repo"
+	"github.com/runup/runup/internal/repo/repotest"
 	"github.com/runup/runup/internal/tree"
 )
 
-func newRepo(t *testing.T) *repo.Repository {
-	t.Helper()
-	dir := t.TempDir()
-	be, _ := local.Open(filepath.Join(dir, "repo"))
-	be.Create()
-	ctx := context.Background()
-	if _, err := repo.Init(ctx, be, repo.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(ctx, be, nil, repo.Options{IndexDir: filepath.Join(dir, "idx")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
+func newRepo(t *testing.T) *repo.Repository { return repotest.New(t, "") }
 
 // saveTree stores a tree from a spec: "name" is a file, "name/" a
 // directory whose entries follow in sub.

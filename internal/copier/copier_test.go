@@ -12,41 +12,14 @@ import (
 
 	"github.com/runup/runup/internal/archiver"
 	"github.com/runup/runup/internal/backend"
-	"github.com/runup/runup/internal/backend/local"
 	"github.com/runup/runup/internal/crypto"
 	"github.com/runup/runup/internal/pack"
 	"github.com/runup/runup/internal/repo"
+	"github.com/runup/runup/internal/repo/repotest"
 	"github.com/runup/runup/internal/tree"
 )
 
-func newRepo(t *testing.T, password string) *repo.Repository {
-	t.Helper()
-	dir := t.TempDir()
-	be, err := local.Open(filepath.Join(dir, "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	be.Create()
-	ctx := context.Background()
-	var pw func() ([]byte, error)
-	io := repo.InitOptions{}
-	if password != "" {
-		io.Password = []byte(password)
-		pw = func() ([]byte, error) { return []byte(password), nil }
-	}
-	if _, err := repo.Init(ctx, be, io); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(ctx, be, pw, repo.Options{IndexDir: filepath.Join(dir, "idx")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
+func newRepo(t *testing.T, password string) *repo.Repository { return repotest.New(t, password) }
 
 // files lists a job as path → content, read back and verified.
 func files(t *testing.T, r *repo.Repository, root crypto.ID) map[string]string {

@@ -10,10 +10,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/runup/runup/internal/backend/local"
 	"github.com/runup/runup/internal/crypto"
 	"github.com/runup/runup/internal/pack"
 	"github.com/runup/runup/internal/repo"
+	"github.com/runup/runup/internal/repo/repotest"
 	"github.com/runup/runup/internal/tree"
 )
 
@@ -29,20 +29,7 @@ func (c *collect) Error(path string, err error) {
 }
 func (c *collect) Warning(path string, msg string) {}
 
-func newRepo(t testing.TB) *repo.Repository {
-	t.Helper()
-	be, _ := local.Open(t.TempDir())
-	be.Create()
-	ctx := context.Background()
-	if _, err := repo.Init(ctx, be, repo.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(ctx, be, nil, repo.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+func newRepo(t testing.TB) *repo.Repository { return repotest.New(t, "") }
 
 // rawTree encodes nodes without the encoder's checks, as a hostile
 // repository would.
