@@ -47,12 +47,9 @@ the source's (RUNUP_PASSWORD, --password-file, runup.yaml), else a prompt.`,
 				return err
 			}
 			defer s.close()
-			jobs, problems, err := s.Jobs(ctx)
+			jobs, err := s.jobs(ctx)
 			if err != nil {
 				return err
-			}
-			for _, p := range problems {
-				fmt.Fprintf(g.stderr, "warning: %v\n", p)
 			}
 			var chosen []*repo.Job
 			for _, a := range args {

@@ -223,12 +223,9 @@ func runForget(ctx context.Context, g *globals, kf keepFlags, pf pruneFlags, dry
 		return err
 	}
 	defer s.close()
-	jobs, problems, err := s.Jobs(ctx)
+	jobs, err := s.jobs(ctx)
 	if err != nil {
 		return err
-	}
-	for _, p := range problems {
-		fmt.Fprintf(g.stderr, "warning: %v\n", p)
 	}
 	var remove []*repo.Job
 	res := forgetResult{Keep: []forgetEntry{}, Remove: []forgetEntry{}, DryRun: dryRun}

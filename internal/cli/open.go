@@ -264,6 +264,19 @@ type session struct {
 	env  *env
 }
 
+// jobs lists the repository's jobs; records that cannot be read are
+// warnings, as every command that lists jobs prints them.
+func (s *session) jobs(ctx context.Context) ([]*repo.Job, error) {
+	jobs, problems, err := s.Jobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range problems {
+		fmt.Fprintf(s.env.g.stderr, "warning: %v\n", p)
+	}
+	return jobs, nil
+}
+
 // close releases the lock and the backend, and remembers the highest job
 // number seen, so that a job that vanishes later is noticed.
 func (s *session) close() {

@@ -104,12 +104,9 @@ func runRestore(ctx context.Context, g *globals, o restoreOptions, args []string
 			}
 		})
 	}
-	jobs, problems, err := r.Jobs(ctx)
+	jobs, err := r.jobs(ctx)
 	if err != nil {
 		return results, err
-	}
-	for _, p := range problems {
-		fmt.Fprintf(g.stderr, "warning: %v\n", p)
 	}
 	selected, err := e.selectJobs(jobs, args, o.job)
 	if err != nil {
