@@ -411,15 +411,12 @@ func (e *env) backupOne(ctx context.Context, r *session, p plan, o backupOptions
 		Parent: parent, Force: o.force, Tags: o.tags, Host: host, Program: "runup " + Version,
 		Reporter: rep, Stats: stats, InContext: p.inCtx, Time: when, Streams: p.streams, DryRun: o.dryRun,
 	}
-	var line *progress.Line
-	if g.showsProgress() {
+	if g.showsProgress() { // the totals are worth counting only for a progress line
 		scanCtx, stopScan := context.WithCancel(ctx)
 		defer stopScan()
 		go archiver.Scan(scanCtx, ao)
-		line = g.progressLine(func() string { return backupProgress(p.project, stats, time.Since(start)) })
-	} else {
-		line = g.progressLine(func() string { return "" })
 	}
+	line := g.progressLine(func() string { return backupProgress(p.project, stats, time.Since(start)) })
 	j, err := archiver.Backup(ctx, r.Repository, ao)
 	line.Stop()
 	if err != nil {
