@@ -20,10 +20,8 @@ import (
 // (or the absolute path, for an absolute pattern); a pattern without glob
 // characters behaves as in version 1.
 type Filter struct {
-	context  string
-	exact    map[string]bool // absolute paths
-	relGlobs []string
-	absGlobs []string
+	context string
+	exact   map[string]bool // absolute paths
 	// IgnoreFiles honours .runupignore files (gitignore syntax).
 	IgnoreFiles bool
 	// always holds paths never backed up: the repository, the config file.
@@ -37,12 +35,13 @@ type Filter struct {
 	OneFileSystem bool  // do not descend into other mounted filesystems
 }
 
-// pattern is an --exclude or --iexclude pattern. One without a slash
-// matches a name at any depth; one with a slash matches the path relative
-// to the context, or the absolute path when it starts with a slash.
+// pattern is a glob that leaves paths out. An --exclude or --iexclude
+// pattern without a slash matches a name at any depth; one with a slash,
+// and every glob of runup.yaml version 2's exclude, matches the path
+// relative to the context, or the absolute path when it is absolute.
 type pattern struct {
 	glob     string
-	anchored bool // has a slash
+	anchored bool // matched against the whole path, not the name
 	abs      bool
 	caseless bool
 }
@@ -165,11 +164,9 @@ func NewFilter(context string, excludes []string, globs bool) *Filter {
 	for _, e := range excludes {
 		slash := filepath.ToSlash(e)
 		if globs && strings.ContainsAny(slash, "*?[{") {
-			if filepath.IsAbs(e) {
-				f.absGlobs = append(f.absGlobs, filepath.Clean(slash))
-			} else {
-				f.relGlobs = append(f.relGlobs, strings.TrimPrefix(filepath.ToSlash(filepath.Clean(e)), "./"))
-			}
+			// Anchored even without a slash: relative to the context.
+			p := pattern{glob: filepath.ToSlash(filepath.Clean(e)), anchored: true, abs: filepath.IsAbs(e)}
+			f.patterns = append(f.patterns, p)
 			continue
 		}
 		f.exact[absPath(context, e)] = true
@@ -191,21 +188,6 @@ func absPath(context, p string) string {
 func (f *Filter) Excluded(abs string, isDir bool) bool {
 	if f.always[abs] || (isDir && filepath.Base(abs) == ".runup") || f.exact[abs] {
 		return true
-	}
-	if len(f.relGlobs) > 0 {
-		if rel, err := filepath.Rel(f.context, abs); err == nil && !strings.HasPrefix(rel, "..") {
-			rel = filepath.ToSlash(rel)
-			for _, g := range f.relGlobs {
-				if ok, _ := doublestar.Match(g, rel); ok {
-					return true
-				}
-			}
-		}
-	}
-	for _, g := range f.absGlobs {
-		if ok, _ := doublestar.Match(g, filepath.ToSlash(abs)); ok {
-			return true
-		}
 	}
 	if len(f.patterns) > 0 {
 		base := filepath.Base(abs)

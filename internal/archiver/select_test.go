@@ -187,3 +187,31 @@ func TestFileStatus(t *testing.T) {
 		t.Fatalf("second backup: %v, want %v", second.lines, want)
 	}
 }
+
+// runup.yaml version 2's exclude globs are anchored at the context (or
+// absolute), even without a slash; version 1's are exact paths.
+func TestConfigExcludes(t *testing.T) {
+	ctx := "/ctx"
+	for _, tc := range []struct {
+		exclude string
+		globs   bool
+		path    string
+		want    bool
+	}{
+		{"*.log", true, "/ctx/a.log", true},
+		{"*.log", true, "/ctx/sub/a.log", false},
+		{"**/*.log", true, "/ctx/sub/a.log", true},
+		{"./src/*.tmp", true, "/ctx/src/x.tmp", true},
+		{"./src/*.tmp", true, "/ctx/other/src/x.tmp", false},
+		{"/var/**/cache", true, "/var/lib/apt/cache", true},
+		{"/var/**/cache", true, "/ctx/var/lib/cache", false},
+		{"*.log", true, "/elsewhere/a.log", false},
+		{"*.log", false, "/ctx/a.log", false}, // version 1: an exact name
+		{"./web/vendor", false, "/ctx/web/vendor", true},
+	} {
+		f := NewFilter(ctx, []string{tc.exclude}, tc.globs)
+		if got := f.Excluded(tc.path, false); got != tc.want {
+			t.Errorf("exclude %q (globs %v): Excluded(%s) = %v, want %v", tc.exclude, tc.globs, tc.path, got, tc.want)
+		}
+	}
+}
